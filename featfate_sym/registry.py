@@ -1,0 +1,366 @@
+"""The registry of derived results.
+
+Each result is a :class:`Result` with a stable dotted key.  Its SymPy expression is
+*built lazily* by a pure builder function that derives it from the model (see
+``featfate_sym.theory``); nothing here types a closed form in.  The entry carries
+everything a user or a test needs: ordered parameters with their domains, the regime
+(which limit, which training protocol), the status, the paper reference, the derivation
+steps, LaTeX, special cases, and compiled NumPy and mpmath evaluators.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import importlib
+from typing import Callable, Iterable, Mapping, Sequence
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+
+class Status(str, enum.Enum):
+    """How much a result can be trusted, and on whose authority."""
+
+    THEOREM = "theorem of the paper"
+    EXACT = "exact for the stated model"
+    APPROXIMATION = "approximation"
+
+
+FAMILIES = {
+    "deep_linear_flow": "Gradient-flow structure of deep linear networks",
+    "scratch": "Training from scratch",
+    "linear_transfer": "Linear transfer",
+    "fine_tuning": "Fine-tuning",
+    "finite_source": "Finite source data",
+    "distances": "Data-centric distances",
+    "two_layer_relu": "Two-layer ReLU networks",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """A numeric parameter of a result, with its valid domain.
+
+    ``lower``/``upper`` are SymPy numbers (so ``pi`` prints as ``pi``); ``None`` means
+    unbounded.  ``integer`` parameters must be whole numbers.
+    """
+
+    symbol: sp.Symbol
+    description: str
+    lower: sp.Expr | None = sp.Integer(0)
+    upper: sp.Expr | None = None
+    lower_open: bool = False
+    upper_open: bool = False
+    integer: bool = False
+
+    @property
+    def name(self) -> str:
+        return _plain_name(self.symbol)
+
+    def domain_text(self) -> str:
+        lo = "-inf" if self.lower is None else _num_text(self.lower)
+        hi = "inf" if self.upper is None else _num_text(self.upper)
+        left = "(" if (self.lower is None or self.lower_open) else "["
+        right = ")" if (self.upper is None or self.upper_open) else "]"
+        kind = "integer in " if self.integer else ""
+        return f"{kind}{left}{lo}, {hi}{right}"
+
+    def check(self, value) -> None:
+        """Raise ``ValueError`` naming this parameter unless every value lies in its domain."""
+        arr = np.asarray(value, dtype=float) if not isinstance(value, mpmath.mpf) else None
+        if arr is None:
+            vals = [float(value)]
+            arr = np.asarray(vals)
+        bad = ~np.isfinite(arr)
+        if self.lower is not None:
+            lo = float(self.lower)
+            bad |= (arr <= lo) if self.lower_open else (arr < lo)
+        if self.upper is not None:
+            hi = float(self.upper)
+            bad |= (arr >= hi) if self.upper_open else (arr > hi)
+        if self.integer:
+            bad |= arr != np.round(arr)
+        if np.any(bad):
+            first = arr[bad].flat[0]
+            raise ValueError(
+                f"parameter {self.name} must be {self.domain_text()} (got {first:g})"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One step of a derivation: a sentence and, usually, the expression it produced."""
+
+    text: str
+    expr: sp.Basic | None = None
+
+    def latex(self) -> str:
+        return "" if self.expr is None else sp.latex(self.expr)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImplicitRoot:
+    """A quantity defined as the root of ``equation = 0`` inside ``bracket``.
+
+    Used where the derivation ends in an equation SymPy cannot solve in closed form
+    (for instance a polynomial whose degree is a parameter).  The numerical evaluators
+    solve it by safeguarded Newton iteration inside the bracket; ``equation`` and the
+    bracket ends are SymPy expressions in the result's parameters.
+    """
+
+    symbol: sp.Symbol
+    equation: sp.Expr
+    bracket: tuple[sp.Expr, sp.Expr]
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecialCase:
+    """A special case or limit the result must reproduce.
+
+    ``subs`` are substituted first, then ``limit`` ``(symbol, point, direction)`` is
+    taken if given; the outcome must equal ``expected`` (a SymPy expression, or the key
+    of another result whose expression is used after the same substitutions).
+    """
+
+    description: str
+    expected: sp.Expr | str
+    subs: Mapping[sp.Symbol, sp.Expr] = dataclasses.field(default_factory=dict)
+    limit: tuple[sp.Symbol, sp.Expr, str] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Derivation:
+    """What a builder returns: the final expression, its steps, and named by-products."""
+
+    expr: sp.Basic
+    steps: Sequence[Step] = ()
+    extras: Mapping[str, sp.Basic] = dataclasses.field(default_factory=dict)
+    implicit: Sequence[ImplicitRoot] = ()
+
+
+@dataclasses.dataclass(eq=False)
+class Result:
+    """A registered result.  Construct through :func:`register`."""
+
+    key: str
+    title: str
+    family: str
+    params: tuple[Param, ...]
+    regime: str
+    status: Status
+    reference: str
+    builder: Callable[[], Derivation]
+    notes: str = ""
+    special_cases: tuple[SpecialCase, ...] = ()
+    singular: str = ""
+    evaluable: bool = True
+
+    # -- the derivation, built once on first use -------------------------------------
+    @functools.cached_property
+    def derivation(self) -> Derivation:
+        out = self.builder()
+        if not isinstance(out, Derivation):
+            raise TypeError(f"builder of {self.key} must return a Derivation")
+        return out
+
+    @property
+    def expr(self) -> sp.Basic:
+        """The derived SymPy expression."""
+        return self.derivation.expr
+
+    @property
+    def steps(self) -> Sequence[Step]:
+        return self.derivation.steps
+
+    @property
+    def extras(self) -> Mapping[str, sp.Basic]:
+        return self.derivation.extras
+
+    @property
+    def symbols(self) -> tuple[sp.Symbol, ...]:
+        return tuple(p.symbol for p in self.params)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def latex(self) -> str:
+        return sp.latex(self.expr)
+
+    def sympy_string(self) -> str:
+        """An exact, re-parseable SymPy string of the expression (``sympy.srepr``)."""
+        return sp.srepr(self.expr)
+
+    def __repr__(self) -> str:
+        return f"<Result {self.key}: {self.expr if 'derivation' in self.__dict__ else '(not built)'}>"
+
+    # -- evaluation ------------------------------------------------------------------
+    def validate(self, values: Mapping[str, object]) -> dict[str, object]:
+        """Check names and domains; return the values in parameter order.
+
+        Raises ``ValueError`` naming the parameter and its allowed range.
+        """
+        if not self.evaluable:
+            raise ValueError(f"result {self.key} is an identity, not a function to evaluate")
+        unknown = set(values) - set(self.param_names)
+        if unknown:
+            name = sorted(unknown)[0]
+            raise ValueError(
+                f"unknown parameter {name} for {self.key}; parameters are "
+                + ", ".join(self.param_names)
+            )
+        out = {}
+        for p in self.params:
+            if p.name not in values:
+                raise ValueError(
+                    f"missing parameter {p.name} for {self.key} ({p.name} must be {p.domain_text()})"
+                )
+            p.check(values[p.name])
+            out[p.name] = values[p.name]
+        return out
+
+    @functools.cached_property
+    def numpy(self) -> "CompiledFunction":
+        """Vectorised float64 evaluator: ``f(*params)`` broadcasting over arrays."""
+        from featfate_sym.compiled import compile_numpy
+
+        return compile_numpy(self)
+
+    @functools.cached_property
+    def mpmath(self) -> "CompiledFunction":
+        """Scalar mpmath evaluator at the working precision of ``mpmath.mp``."""
+        from featfate_sym.compiled import compile_mpmath
+
+        return compile_mpmath(self)
+
+    def evaluate(self, **values) -> np.ndarray | float:
+        """Float64 value at validated parameters (arrays broadcast)."""
+        ordered = self.validate(values)
+        out = self.numpy(*ordered.values())
+        return float(out) if np.ndim(out) == 0 else out
+
+    def evaluate_mp(self, dps: int = 50, **values) -> mpmath.mpf:
+        """mpmath value at ``dps`` decimal digits; inputs are converted exactly from strings."""
+        ordered = self.validate(values)
+        with mpmath.workdps(dps):
+            args = [mpmath.mpf(str(v)) if not isinstance(v, mpmath.mpf) else v for v in ordered.values()]
+            return self.mpmath(*args)
+
+
+_REGISTRY: dict[str, Result] = {}
+_LOADED = False
+
+
+def register(
+    key: str,
+    *,
+    title: str,
+    family: str,
+    params: Iterable[Param],
+    regime: str,
+    status: Status,
+    reference: str,
+    notes: str = "",
+    special_cases: Iterable[SpecialCase] = (),
+    singular: str = "",
+    evaluable: bool = True,
+) -> Callable[[Callable[[], Derivation]], Callable[[], Derivation]]:
+    """Decorator registering ``builder`` under ``key``; returns the builder unchanged."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}")
+
+    def deco(builder: Callable[[], Derivation]) -> Callable[[], Derivation]:
+        if key in _REGISTRY:
+            raise ValueError(f"result {key!r} registered twice")
+        _REGISTRY[key] = Result(
+            key=key,
+            title=title,
+            family=family,
+            params=tuple(params),
+            regime=regime,
+            status=Status(status),
+            reference=reference,
+            builder=builder,
+            notes=notes,
+            special_cases=tuple(special_cases),
+            singular=singular,
+            evaluable=evaluable,
+        )
+        return builder
+
+    return deco
+
+
+def _load() -> None:
+    global _LOADED
+    if not _LOADED:
+        importlib.import_module("featfate_sym.theory")
+        _LOADED = True
+
+
+def get(key: str) -> Result:
+    """The result registered under ``key``; ``KeyError`` lists the known keys."""
+    _load()
+    try:
+        return _REGISTRY[key]
+    except KeyError:
+        raise KeyError(f"unknown result {key!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def keys() -> list[str]:
+    _load()
+    return sorted(_REGISTRY)
+
+
+def results() -> list[Result]:
+    _load()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+# -- small helpers ---------------------------------------------------------------------
+def _plain_name(symbol: sp.Symbol) -> str:
+    # "u_0" -> "u0": the user-facing name has no LaTeX underscore for single symbols
+    name = symbol.name
+    return {"u_0": "u0", "u_f": "uf"}.get(name, name)
+
+
+def _num_text(value: sp.Expr) -> str:
+    value = sp.sympify(value)
+    if value.is_Integer or value.is_Rational:
+        return str(value)
+    text = str(value)
+    return text if len(text) < 12 else f"{float(value):g}"
+
+
+def P(symbol, description, lower=0, upper=None, lower_open=False, upper_open=False, integer=False):
+    """Short constructor for :class:`Param` used by the theory modules."""
+    return Param(
+        symbol=symbol,
+        description=description,
+        lower=None if lower is None else sp.sympify(lower),
+        upper=None if upper is None else sp.sympify(upper),
+        lower_open=lower_open,
+        upper_open=upper_open,
+        integer=integer,
+    )
+
+
+__all__ = [
+    "Status",
+    "FAMILIES",
+    "Param",
+    "P",
+    "Step",
+    "ImplicitRoot",
+    "SpecialCase",
+    "Derivation",
+    "Result",
+    "register",
+    "get",
+    "keys",
+    "results",
+]

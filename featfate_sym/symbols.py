@@ -1,0 +1,72 @@
+"""Every symbol of the theory, defined once with its assumptions.
+
+Two SymPy symbols with the same name but different assumptions are different
+objects, and ``subs`` with the wrong one silently does nothing; so every module
+imports its symbols from here and never calls ``Symbol`` for a model quantity.
+
+Notation follows Tahir, Ganguli & Rotskoff, "Features are fate" (arXiv 2410.08194).
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+# --- task geometry ---------------------------------------------------------------
+#: angle between the source and target teachers, ``beta_s . beta_t = cos(theta)``
+theta = sp.Symbol("theta", real=True, nonnegative=True)
+#: label-noise standard deviation of the target task
+sigma = sp.Symbol("sigma", real=True, nonnegative=True)
+#: label-noise standard deviation of the source task (finite-source variant)
+sigma_s = sp.Symbol("sigma_s", real=True, nonnegative=True)
+
+# --- sample sizes ------------------------------------------------------------------
+#: number of target samples
+n = sp.Symbol("n", integer=True, positive=True)
+#: input dimension
+d = sp.Symbol("d", integer=True, positive=True)
+#: number of frozen features refitted by linear transfer
+k = sp.Symbol("k", integer=True, positive=True)
+#: target sample ratio ``n / d`` (proportional limit)
+gamma = sp.Symbol("gamma", real=True, positive=True)
+#: source sample ratio ``n_s / d`` (finite-source variant)
+gamma_s = sp.Symbol("gamma_s", real=True, positive=True)
+#: aspect ratio ``d / n`` used by random-matrix formulas
+psi = sp.Symbol("psi", real=True, positive=True)
+
+# --- network and training --------------------------------------------------------
+#: depth of the deep linear network (number of weight matrices)
+L = sp.Symbol("L", integer=True, positive=True)
+#: ridge strength, normalised as ``(1/n)|y - F w|^2 + lam |w|^2``
+lam = sp.Symbol("lam", real=True, nonnegative=True)
+#: weight-decay rate of gradient flow
+mu = sp.Symbol("mu", real=True, nonnegative=True)
+#: gradient-flow time
+t = sp.Symbol("t", real=True, nonnegative=True)
+#: gradient-descent step size
+eta = sp.Symbol("eta", real=True, positive=True)
+#: time constant of the mode dynamics
+tau = sp.Symbol("tau", real=True, positive=True)
+
+# --- mode dynamics -------------------------------------------------------------
+#: strength of a target mode
+s = sp.Symbol("s", real=True, positive=True)
+#: learned strength of the mode
+u = sp.Symbol("u", real=True, positive=True)
+#: initial strength of the mode
+u0 = sp.Symbol("u_0", real=True, positive=True)
+#: final strength of the mode (time-to-learn)
+uf = sp.Symbol("u_f", real=True, positive=True)
+
+# --- fine-tuning -------------------------------------------------------------------
+#: scale of the first layers after balanced fine-tuning (positive root)
+c = sp.Symbol("c", real=True, positive=True)
+#: squared norm of the null-space part of the source teacher, ``|(I-P) beta_s|^2``
+a = sp.Symbol("a", real=True, nonnegative=True)
+#: squared norm of the scratch interpolator, ``|beta_sc|^2``
+b = sp.Symbol("b", real=True, nonnegative=True)
+
+# --- random matrices ---------------------------------------------------------------
+#: complex spectral argument of a Stieltjes transform
+z = sp.Symbol("z")
+#: Stieltjes transform value
+m = sp.Symbol("m")
