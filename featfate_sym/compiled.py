@@ -34,7 +34,14 @@ _one_minus_cos = ReplaceOptim(
 
 def stabilise(expr: sp.Basic) -> sp.Basic:
     """Rewrite ``expr`` into an algebraically equal form that loses fewer digits."""
+    if is_vector(expr):
+        return sp.Tuple(*[stabilise(e) for e in expr])
     return optimize(expr, [*optims_c99, _one_minus_cos])
+
+
+def is_vector(expr: sp.Basic) -> bool:
+    """Vector-valued results (a ``Tuple`` or ``Matrix``) evaluate to a stacked array."""
+    return isinstance(expr, (sp.Tuple, sp.MatrixBase))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +108,8 @@ def compile_numpy(result) -> CompiledFunction:
     syms = list(result.symbols)
     roots = [r.symbol for r in result.derivation.implicit]
     expr = stabilise(result.expr)
-    main = sp.lambdify(syms + roots, expr, modules="numpy")
+    vector = is_vector(expr)
+    main = sp.lambdify(syms + roots, list(expr) if vector else expr, modules="numpy")
 
     def call(*args):
         if len(args) != len(syms):
@@ -110,7 +118,12 @@ def compile_numpy(result) -> CompiledFunction:
         with np.errstate(all="ignore"):
             solved = _roots_numpy(result, arrays) if roots else []
             out = main(*arrays, *solved)
-            out = np.broadcast_to(np.asarray(out, dtype=float), np.broadcast(*arrays).shape) if arrays else np.asarray(out, dtype=float)
+            shape = np.broadcast(*arrays).shape if arrays else ()
+            if vector:
+                # components stacked on a leading axis: out[i] is component i
+                out = np.stack([np.broadcast_to(np.asarray(o, dtype=float), shape) for o in out])
+            else:
+                out = np.broadcast_to(np.asarray(out, dtype=float), shape)
         return out[()] if out.ndim == 0 else np.array(out)
 
     return CompiledFunction(result.key, expr, result.param_names, "numpy", call)
@@ -143,7 +156,8 @@ def _newton_bracketed_mp(f, df, lo, hi, iterations: int = 500):
 def compile_mpmath(result) -> CompiledFunction:
     syms = list(result.symbols)
     roots = list(result.derivation.implicit)
-    main = sp.lambdify(syms + [r.symbol for r in roots], result.expr, modules="mpmath")
+    expr = list(result.expr) if is_vector(result.expr) else result.expr
+    main = sp.lambdify(syms + [r.symbol for r in roots], expr, modules="mpmath")
     compiled_roots = []
     known_syms = list(syms)
     for root in roots:
@@ -168,6 +182,7 @@ def compile_mpmath(result) -> CompiledFunction:
             except (ZeroDivisionError, ValueError, TypeError):
                 x = mpmath.nan
             solved.append(x)
-        return main(*args, *solved)
+        out = main(*args, *solved)
+        return tuple(out) if isinstance(out, list) else out
 
     return CompiledFunction(result.key, result.expr, result.param_names, "mpmath", call)

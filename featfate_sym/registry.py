@@ -140,6 +140,8 @@ class Derivation:
     steps: Sequence[Step] = ()
     extras: Mapping[str, sp.Basic] = dataclasses.field(default_factory=dict)
     implicit: Sequence[ImplicitRoot] = ()
+    #: names of the components when ``expr`` is vector-valued (a ``Tuple``)
+    outputs: Sequence[str] = ()
 
 
 @dataclasses.dataclass(eq=False)
@@ -242,6 +244,11 @@ class Result:
         ordered = self.validate(values)
         out = self.numpy(*ordered.values())
         return float(out) if np.ndim(out) == 0 else out
+
+    @property
+    def outputs(self) -> Sequence[str]:
+        """Component names of a vector-valued result (empty for a scalar)."""
+        return self.derivation.outputs
 
     def evaluate_mp(self, dps: int = 50, **values) -> mpmath.mpf:
         """mpmath value at ``dps`` decimal digits; inputs are converted exactly from strings."""
