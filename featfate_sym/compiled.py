@@ -61,15 +61,40 @@ class CompiledFunction:
         return f"{self.backend}:{self.key}({', '.join(self.arg_names)}) = {self.expr}"
 
 
+def _hyper_numpy(ap, bq, x):
+    """``hyper((a, b), (c,), x)`` as SymPy prints it: the Gauss function by scipy's hyp2f1.
+
+    scipy takes its logarithmic branch near ``x = 1`` only when ``c - a - b`` is exactly
+    an integer; printed parameters such as ``b = 2(L-1)/L``, ``c = 1 + 2(L-1)/L`` miss it
+    by one rounding, and the value near ``x = 1`` is then wrong (``2F1(1, 12/7; 19/7;
+    0.99888)`` gives -43.7 instead of 10.30).  ``b`` is snapped so that ``c - a - b`` is
+    the integer exactly.
+    """
+    from scipy.special import hyp2f1
+
+    if len(ap) != 2 or len(bq) != 1:
+        raise NotImplementedError(f"only 2F1 compiles to NumPy (got {len(ap)}F{len(bq)})")
+    (a, b), (c,) = ap, bq
+    a, b, c = (np.asarray(v, dtype=float) for v in (a, b, c))
+    gap = c - a - b
+    whole = np.round(gap)
+    b = np.where(np.abs(gap - whole) < 1e-12, c - a - whole, b)
+    return hyp2f1(a, b, c, x)
+
+
+#: lambdify modules for float64: NumPy, plus the special functions NumPy lacks
+NUMPY_MODULES = [{"hyper": _hyper_numpy}, "numpy"]
+
+
 def _roots_numpy(result, args: Sequence[np.ndarray]):
     """Solve each implicit root in order; later roots may use earlier ones."""
     solved: list[np.ndarray] = []
     syms = list(result.symbols)
     for root in result.derivation.implicit:
-        f = sp.lambdify(syms + [root.symbol], root.equation, modules="numpy")
-        df = sp.lambdify(syms + [root.symbol], sp.diff(root.equation, root.symbol), modules="numpy")
-        lo_f = sp.lambdify(syms, root.bracket[0], modules="numpy")
-        hi_f = sp.lambdify(syms, root.bracket[1], modules="numpy")
+        f = sp.lambdify(syms + [root.symbol], root.equation, modules=NUMPY_MODULES)
+        df = sp.lambdify(syms + [root.symbol], sp.diff(root.equation, root.symbol), modules=NUMPY_MODULES)
+        lo_f = sp.lambdify(syms, root.bracket[0], modules=NUMPY_MODULES)
+        hi_f = sp.lambdify(syms, root.bracket[1], modules=NUMPY_MODULES)
         known = list(args) + solved
         lo = np.broadcast_to(np.asarray(lo_f(*known[: len(syms)]), dtype=float), np.broadcast(*args).shape).copy()
         hi = np.broadcast_to(np.asarray(hi_f(*known[: len(syms)]), dtype=float), lo.shape).copy()
@@ -88,6 +113,9 @@ def _newton_bracketed(f, df, lo, hi, iterations: int = 200):
     valid = np.isfinite(flo) & np.isfinite(fhi) & (np.sign(flo) * np.sign(fhi) <= 0)
     increasing = fhi >= flo
     x = hi.copy()
+    # a point stops moving once it has converged, so that its value does not depend on
+    # the other points of the batch (vectorised == pointwise, bit for bit)
+    frozen = ~valid
     for _ in range(iterations):
         fx = f(x) * np.ones_like(x)
         dfx = df(x) * np.ones_like(x)
@@ -97,9 +125,10 @@ def _newton_bracketed(f, df, lo, hi, iterations: int = 200):
         newton = x - fx / dfx
         inside = np.isfinite(newton) & (newton > lo) & (newton < hi)
         x_new = np.where(inside, newton, 0.5 * (lo + hi))
-        done = np.all(~valid | (np.abs(x_new - x) <= 4 * np.finfo(float).eps * np.abs(x_new)))
-        x = x_new
-        if done:
+        converged = np.abs(x_new - x) <= 4 * np.finfo(float).eps * np.abs(x_new)
+        x = np.where(frozen, x, x_new)
+        frozen = frozen | converged
+        if np.all(frozen):
             break
     return np.where(valid, x, np.nan)
 
@@ -109,12 +138,14 @@ def compile_numpy(result) -> CompiledFunction:
     roots = [r.symbol for r in result.derivation.implicit]
     expr = stabilise(result.expr)
     vector = is_vector(expr)
-    main = sp.lambdify(syms + roots, list(expr) if vector else expr, modules="numpy")
+    main = sp.lambdify(syms + roots, list(expr) if vector else expr, modules=NUMPY_MODULES)
 
     def call(*args):
         if len(args) != len(syms):
             raise TypeError(f"{result.key} takes {len(syms)} arguments ({', '.join(result.param_names)})")
-        arrays = [np.asarray(a, dtype=float) for a in args]
+        # broadcast first: Piecewise conditions combine with logical_and.reduce, which
+        # needs equal shapes
+        arrays = list(np.broadcast_arrays(*[np.asarray(a, dtype=float) for a in args]))
         with np.errstate(all="ignore"):
             solved = _roots_numpy(result, arrays) if roots else []
             out = main(*arrays, *solved)

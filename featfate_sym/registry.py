@@ -70,10 +70,7 @@ class Param:
 
     def check(self, value) -> None:
         """Raise ``ValueError`` naming this parameter unless every value lies in its domain."""
-        arr = np.asarray(value, dtype=float) if not isinstance(value, mpmath.mpf) else None
-        if arr is None:
-            vals = [float(value)]
-            arr = np.asarray(vals)
+        arr = np.asarray(value, dtype=float)
         bad = ~np.isfinite(arr)
         if self.lower is not None:
             lo = float(self.lower)
@@ -254,7 +251,8 @@ class Result:
         """mpmath value at ``dps`` decimal digits; inputs are converted exactly from strings."""
         ordered = self.validate(values)
         with mpmath.workdps(dps):
-            args = [mpmath.mpf(str(v)) if not isinstance(v, mpmath.mpf) else v for v in ordered.values()]
+            # strings and SymPy numbers convert at the working precision, not via float
+            args = [v if isinstance(v, mpmath.mpf) else mpmath.mpf(str(v)) for v in ordered.values()]
             return self.mpmath(*args)
 
 

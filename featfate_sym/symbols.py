@@ -70,3 +70,11 @@ b = sp.Symbol("b", real=True, nonnegative=True)
 z = sp.Symbol("z")
 #: Stieltjes transform value
 m = sp.Symbol("m")
+
+# --- two-layer ReLU networks (arc-cosine kernel) -----------------------------------
+#: norm of the first weight vector ``|w|``
+r1 = sp.Symbol("r1", real=True, positive=True)
+#: norm of the second weight vector ``|w'|``
+r2 = sp.Symbol("r2", real=True, positive=True)
+#: cosine of the angle between the two weight vectors, ``w.w' / (|w| |w'|)`` in ``[-1, 1]``
+rho = sp.Symbol("rho", real=True)

@@ -1,0 +1,164 @@
+"""``python -m featfate_sym.derive``: print, evaluate and document the derived results.
+
+Examples::
+
+    python -m featfate_sym.derive                      # every result: title, status, regime, LaTeX
+    python -m featfate_sym.derive --list
+    python -m featfate_sym.derive lt.transferability --steps --format markdown
+    python -m featfate_sym.derive lt.transferability --eval gamma=0.5 theta=pi/4 sigma=0.2 lam=0
+    python -m featfate_sym.derive ft.transferability_exact --eval gamma=0.5 theta=pi/3 sigma=1 L=3 --dps 50
+    python -m featfate_sym.derive --write-docs derivations
+
+Errors (unknown key, missing or out-of-domain parameter) print one line and exit with
+status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import mpmath
+import sympy as sp
+
+from featfate_sym import registry, render
+
+FORMATS = ("text", "latex", "markdown", "json")
+
+
+class UsageError(Exception):
+    """A user error: reported on one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m featfate_sym.derive",
+        description="Print, evaluate and document the derived results of featfate_sym.",
+    )
+    p.add_argument("keys", nargs="*", metavar="KEY", help="result keys (default: all)")
+    p.add_argument("--list", action="store_true", help="list the keys with title and status")
+    p.add_argument("--format", choices=FORMATS, default="text", help="output format (default text)")
+    p.add_argument("--steps", action="store_true", help="include the derivation steps")
+    p.add_argument(
+        "--eval",
+        nargs="+",
+        metavar="NAME=VALUE",
+        help="evaluate one result at these parameters (values may be expressions such as pi/4)",
+    )
+    p.add_argument(
+        "--dps", type=int, default=None, help="evaluate with mpmath at this many decimal digits"
+    )
+    p.add_argument(
+        "--write-docs",
+        metavar="DIR",
+        help="write one Markdown document per family into DIR (the committed derivations/)",
+    )
+    return p
+
+
+def _select(keys: list[str]) -> list[registry.Result]:
+    known = registry.keys()
+    for key in keys:
+        if key not in known:
+            raise UsageError(f"unknown result key {key!r}; run with --list to see the keys")
+    return [registry.get(k) for k in keys] if keys else registry.results()
+
+
+def _parse_values(pairs: list[str], dps: int | None) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name or not text:
+            raise UsageError(f"--eval expects NAME=VALUE, got {pair!r}")
+        try:
+            value = sp.sympify(text, locals={"pi": sp.pi, "oo": sp.oo, "inf": sp.oo})
+        except (sp.SympifyError, TypeError, SyntaxError):
+            raise UsageError(f"parameter {name}: cannot read {text!r} as a number") from None
+        if not value.is_number or value.is_real is False:
+            raise UsageError(f"parameter {name}: {text!r} is not a real number")
+        # exact values keep every digit for mpmath; float64 gets the nearest double
+        values[name] = str(sp.N(value, dps + 10)) if dps else float(value)
+    return values
+
+
+def _evaluate(result: registry.Result, pairs: list[str], dps: int | None) -> str:
+    if dps is not None and not 1 <= dps <= 10_000:
+        raise UsageError(f"--dps must be an integer in [1, 10000] (got {dps})")
+    values = _parse_values(pairs, dps)
+    try:
+        if dps:
+            with mpmath.workdps(dps):
+                value = result.evaluate_mp(dps, **values)
+                return _format_value(result, value, lambda v: mpmath.nstr(v, dps))
+        value = result.evaluate(**values)
+        return _format_value(result, value, lambda v: repr(float(v)))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _format_value(result: registry.Result, value, fmt) -> str:
+    if result.outputs:
+        return "\n".join(f"{name} = {fmt(v)}" for name, v in zip(result.outputs, value))
+    return fmt(value)
+
+
+def write_docs(directory: Path) -> list[Path]:
+    """Write ``derivations/<family>.md`` for every family; atomic per file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for family in registry.FAMILIES:
+        if not any(r.family == family for r in registry.results()):
+            continue
+        path = directory / f"{family}.md"
+        with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as fh:
+            fh.write(render.family_document(family))
+        os.replace(fh.name, path)
+        written.append(path)
+    return written
+
+
+def run(argv: list[str] | None = None) -> str:
+    """Run the command and return what it prints (raises UsageError on bad input)."""
+    args = _parser().parse_args(argv)
+    if args.write_docs:
+        paths = write_docs(Path(args.write_docs))
+        return "\n".join(str(p) for p in paths)
+    if args.list:
+        chosen = _select(args.keys)
+        width = max((len(r.key) for r in chosen), default=0)
+        return "\n".join(f"{r.key:<{width}}  {r.status.value:<28}  {r.title}" for r in chosen)
+    if args.eval is not None:
+        if len(args.keys) != 1:
+            raise UsageError("--eval needs exactly one KEY")
+        return _evaluate(_select(args.keys)[0], args.eval, args.dps)
+    if args.dps is not None:
+        raise UsageError("--dps is used together with --eval")
+    chosen = _select(args.keys)
+    if args.format == "json":
+        return json.dumps([render.as_record(r, args.steps) for r in chosen], indent=2)
+    show = {"text": render.as_text, "latex": render.as_latex, "markdown": render.as_markdown}[args.format]
+    sep = "\n\n" if args.format != "markdown" else "\n"
+    return sep.join(show(r, args.steps) for r in chosen)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        out = run(argv)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

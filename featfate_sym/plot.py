@@ -1,0 +1,180 @@
+"""Render the figures of the theory (and simulation points) to PNG and PDF.
+
+Usage::
+
+    python -m featfate_sym.plot lt-phase --sigma 0 0.2 --out figures
+    python -m featfate_sym.plot ft-phase --sigma 1 --L 3 --out figures
+    python -m featfate_sym.plot slices scratch ridge --results sweep/results.nc --out figures
+    python -m featfate_sym.plot all --quick --out /tmp/figs
+
+Figures: lt-phase, ft-phase, slices, surface, scratch, ridge, finite-source,
+vs-tuned-scratch, kl (or ``all``).  Each is written as ``NAME_PARAMS.png`` and ``.pdf``.
+``--sigma`` and ``--gamma-s`` take several values (one figure per value; ``scratch``
+draws every ``sigma`` in one figure).  Angles accept multiples of pi (``pi/8``,
+``3pi/8``).  ``--quick`` draws a coarse, low-resolution version.  Bad arguments: a
+one-line message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Sequence
+
+NAMES = (
+    "lt-phase",
+    "ft-phase",
+    "slices",
+    "surface",
+    "scratch",
+    "ridge",
+    "finite-source",
+    "vs-tuned-scratch",
+    "kl",
+)
+
+#: figure-specific defaults where they differ from the general ones
+DEFAULT_SIGMAS = {"ft-phase": (1.0,), "scratch": (0.0, 0.2, 0.5)}
+GENERAL_SIGMAS = (0.2,)
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage block
+        raise _UsageError(message)
+
+
+def angle(text: str) -> float:
+    """An angle in radians: a number, or a multiple of pi such as ``pi/8``, ``3pi/8``, ``3*pi/8``."""
+    match = re.fullmatch(r"\s*([0-9.]*)\s*\*?\s*pi\s*(?:/\s*([0-9.]+))?\s*", text)
+    try:
+        if match:
+            num = float(match.group(1)) if match.group(1) else 1.0
+            den = float(match.group(2)) if match.group(2) else 1.0
+            return num * math.pi / den
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an angle: {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m featfate_sym.plot", description=__doc__.split("\n\n")[0])
+    p.add_argument("figures", nargs="+", metavar="FIGURE", help=f"one of: {', '.join(NAMES)}, all")
+    p.add_argument("--out", type=Path, default=Path("figures"), help="output folder (default: figures)")
+    p.add_argument("--quick", action="store_true", help="coarse, low-resolution version")
+    p.add_argument("--results", type=Path, help="sweep results file (netCDF) to overlay")
+    p.add_argument("--sigma", type=float, nargs="+", help="target noise level(s)")
+    p.add_argument("--lam", type=float, default=0.0, help="readout ridge of linear transfer (default 0)")
+    p.add_argument("--L", type=int, default=None, help="depth for fine-tuning (default 3 in ft-phase, else 2)")
+    p.add_argument("--theta", type=angle, nargs="+", help="angles of slices / of the ridge curve")
+    p.add_argument("--gamma", type=float, default=0.5, help="gamma of the ridge curve's simulation points")
+    p.add_argument("--gamma-s", type=float, nargs="+", default=[0.5, 1.5], help="source sample ratio(s)")
+    p.add_argument("--sigma-s", type=float, default=0.2, help="source noise level")
+    p.add_argument("--kind", choices=("lt", "ft"), default="lt", help="procedure of slices and surface")
+    return p
+
+
+def _check(args) -> list[str]:
+    names = list(NAMES) if "all" in args.figures else args.figures
+    for name in names:
+        if name not in NAMES:
+            raise _UsageError(f"unknown figure {name!r}; choose from {', '.join(NAMES)}, all")
+    for sigma in args.sigma or ():
+        if not (math.isfinite(sigma) and sigma >= 0):
+            raise _UsageError(f"--sigma must be >= 0 (got {sigma:g})")
+    if not (math.isfinite(args.lam) and args.lam >= 0):
+        raise _UsageError(f"--lam must be >= 0 (got {args.lam:g})")
+    if args.L is not None and args.L < 1:
+        raise _UsageError(f"--L must be an integer >= 1 (got {args.L})")
+    for theta in args.theta or ():
+        if not 0 <= theta <= math.pi / 2 + 1e-12:
+            raise _UsageError(f"--theta must be in [0, pi/2] (got {theta:g})")
+    if not (math.isfinite(args.gamma) and args.gamma > 0):
+        raise _UsageError(f"--gamma must be > 0 (got {args.gamma:g})")
+    for gamma_s in args.gamma_s:
+        if not (math.isfinite(gamma_s) and gamma_s > 0):
+            raise _UsageError(f"--gamma-s must be > 0 (got {gamma_s:g})")
+    if not (math.isfinite(args.sigma_s) and args.sigma_s >= 0):
+        raise _UsageError(f"--sigma-s must be >= 0 (got {args.sigma_s:g})")
+    if "kl" in names and args.sigma and min(args.sigma) == 0:
+        raise _UsageError("--sigma must be > 0 for the kl figure (KL diverges without noise)")
+    if args.results is not None and not args.results.is_file():
+        raise _UsageError(f"--results: no such file {args.results}")
+    return names
+
+
+def jobs(name: str, args) -> list[tuple[str, dict]]:
+    """(file stem, keyword arguments) of every figure ``name`` makes under ``args``."""
+    from featfate_sym.plotting.style import tag
+
+    sigmas = tuple(args.sigma) if args.sigma else DEFAULT_SIGMAS.get(name, GENERAL_SIGMAS)
+    if name == "scratch":
+        return [(f"{name}_{tag([('sigma', s) for s in sigmas])}", {"sigmas": sigmas})]
+    if name == "finite-source":
+        return [(f"{name}_{tag([('gamma_s', g), ('sigma_s', args.sigma_s)])}", {"gamma_s": g, "sigma_s": args.sigma_s})
+                for g in args.gamma_s]
+    out = []
+    for sigma in sigmas:
+        if name in ("lt-phase", "vs-tuned-scratch", "kl"):
+            out.append((f"{name}_{tag([('sigma', sigma), ('lam', args.lam)])}", {"sigma": sigma, "lam": args.lam}))
+        elif name == "ft-phase":
+            L = args.L or 3
+            out.append((f"{name}_{tag([('sigma', sigma), ('L', L)])}", {"sigma": sigma, "L": L}))
+        elif name in ("slices", "surface"):
+            L = args.L or 2
+            kw = {"sigma": sigma, "lam": args.lam, "L": L, "kind": args.kind}
+            params = [("sigma", sigma), ("lam", args.lam)] if args.kind == "lt" else [("sigma", sigma), ("L", L)]
+            if name == "slices" and args.theta:
+                kw["thetas"] = tuple(args.theta)
+            out.append((f"{name}-{args.kind}_{tag(params)}", kw))
+        elif name == "ridge":
+            theta = args.theta[0] if args.theta else math.pi / 8
+            out.append((f"{name}_{tag([('gamma', args.gamma), ('theta', theta), ('sigma', sigma)])}",
+                        {"gamma": args.gamma, "theta": theta, "sigma": sigma}))
+    return out
+
+
+def render(names: Sequence[str], args, log=None) -> list[Path]:
+    import logging
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never a window
+    # the PDF writer's font subsetter logs harmless notes about old font timestamps
+    logging.getLogger("fontTools").setLevel(logging.ERROR)
+    from featfate_sym.plotting import FIGURES, experiment, style
+
+    results = experiment.load(args.results) if args.results is not None else None
+    res = style.resolution(args.quick)
+    written: list[Path] = []
+    for name in names:
+        for stem, kwargs in jobs(name, args):
+            with style.figure_style():
+                fig = FIGURES[name](**kwargs, quick=args.quick, results=results)
+                paths = style.save(fig, args.out, stem, res["dpi"])
+            written += paths
+            if log is not None:
+                log(" ".join(str(p) for p in paths))
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        names = _check(args)
+        render(names, args, log=print)
+    except (_UsageError, ValueError) as err:
+        sys.stderr.write(f"{parser.prog}: error: {err}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

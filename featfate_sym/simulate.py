@@ -1,0 +1,255 @@
+"""Command line for sweeps of the Torch simulations: ``python -m featfate_sym.simulate``.
+
+Runs a grid of simulation cells (:mod:`featfate_sym.sweeps`) and stores it as
+``OUT/results.nc`` (netCDF, one dimension per swept axis plus ``replicate``), one file
+per finished cell under ``OUT/cells/``.  Rerunning the same command resumes an
+interrupted sweep.
+
+Grids.  ``--preset quick`` (the default; a few minutes on two cores) or ``--preset
+paper`` (SPEC section 4: ``d = 500``, ``L = 2``, 20 replicates, ``gamma`` 0.1..2.0,
+``theta/(pi/2)`` 0.05..1.0, ``sigma`` 0 and 0.2).  Any axis flag replaces the preset's
+values for that axis: a comma list (``--gamma 0.5,1.5``), or ``start:stop:num`` (evenly
+spaced, both ends included: ``--theta 0:pi/2:5``).  Values may be written with ``pi``
+(``pi/4``, ``3pi/8``, ``0.25*pi``) and ``inf`` (``--gamma-s inf``: population source).
+An axis given more than one value is swept (a dimension of the dataset); an axis given
+one value is fixed.  Examples::
+
+    python -m featfate_sym.simulate --dry-run
+    python -m featfate_sym.simulate --out runs/quick
+    python -m featfate_sym.simulate --preset paper --out runs/paper
+    python -m featfate_sym.simulate --gamma 0.5 --theta pi/8 --lam 0:0.5:6 --d 200
+
+Exit status: 0 on success; 2 for bad arguments or an output directory holding another
+sweep (one line on standard error); 1 if a simulation fails; 130 if interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import shlex
+import sys
+from pathlib import Path
+
+from featfate_sym.sweeps.grid import MAX_SEED, Grid
+from featfate_sym.sweeps.presets import PRESETS, preset_axes
+
+__all__ = ["main", "parse_values"]
+
+_PI_FORM = re.compile(r"^(?P<coef>[0-9.]*(?:[eE][+-]?[0-9]+)?)\s*\*?\s*pi\s*(?:/\s*(?P<den>[0-9.]+(?:[eE][+-]?[0-9]+)?))?$")
+
+# flag -> (axis, allowed range text, check(value) -> bool, integer)
+_AXIS_FLAGS = {
+    "gamma": ("gamma", "in (0, inf)", lambda v: 0 < v < math.inf, False),
+    "theta": ("theta", "in [0, pi]", lambda v: 0 <= v <= math.pi, False),
+    "sigma": ("sigma", "in [0, inf)", lambda v: 0 <= v < math.inf, False),
+    "lam": ("lam", "in [0, inf)", lambda v: 0 <= v < math.inf, False),
+    "L": ("L", "an integer >= 1", lambda v: v >= 1, True),
+    "d": ("d", "an integer >= 2", lambda v: v >= 2, True),
+    "gamma-s": ("gamma_s", "in (0, inf] (inf: population source)", lambda v: v > 0, False),
+    "sigma-s": ("sigma_s", "in [0, inf)", lambda v: 0 <= v < math.inf, False),
+}
+
+
+class _UsageError(Exception):
+    """A bad argument: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage block
+        raise _UsageError(message)
+
+
+def _number(text: str) -> float:
+    text = text.strip().lower()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    match = _PI_FORM.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a number")
+    coef = float(match["coef"]) if match["coef"] else 1.0
+    den = float(match["den"]) if match["den"] else 1.0
+    if den == 0:
+        raise ValueError(f"{text!r} divides by zero")
+    return coef * math.pi / den
+
+
+def _snap(value: float) -> float:
+    # rounding residue of start + i step: 0.30000000000000004 -> 0.3 (a few ulps away)
+    short = float(f"{value:.12g}")
+    return short if abs(short - value) <= 4 * math.ulp(value) else value
+
+
+def parse_values(text: str) -> list[float]:
+    """A comma list of numbers, or ``start:stop:num`` (``num`` evenly spaced values,
+    both ends included).  Numbers may use ``pi`` and ``inf``.  Raises ``ValueError``."""
+    text = text.strip()
+    if not text:
+        raise ValueError("no values")
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) != 3:
+            raise ValueError(f"{text!r} is not of the form start:stop:num")
+        start, stop = _number(parts[0]), _number(parts[1])
+        try:
+            count = int(parts[2])
+        except ValueError:
+            raise ValueError(f"num in {text!r} must be an integer >= 1") from None
+        if count < 1:
+            raise ValueError(f"num in {text!r} must be an integer >= 1")
+        if count == 1:
+            return [start]
+        step = (stop - start) / (count - 1)
+        return [start] + [_snap(start + i * step) for i in range(1, count - 1)] + [stop]
+    return [_number(part) for part in text.split(",")]
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
+        prog="python -m featfate_sym.simulate",
+        description="Sweep the finite-width Torch simulations of deep linear transfer over a grid "
+        "and store the results as netCDF (resumable).",
+        epilog="Axis values: comma list or start:stop:num; 'pi' and 'inf' allowed. "
+        "An axis with one value is fixed, with several it is swept.",
+    )
+    parser.add_argument("--preset", choices=PRESETS, default="quick", help="base grid (default quick)")
+    for flag, (axis, allowed, _, _) in _AXIS_FLAGS.items():
+        names = [f"--{flag}"] + ([f"--{axis}"] if axis != flag else [])
+        parser.add_argument(*names, dest=axis, metavar="VALUES", help=f"values of {axis}, {allowed}")
+    parser.add_argument("--replicates", type=int, help="experiments per cell (>= 1; preset: quick 20, paper 20)")
+    parser.add_argument("--seed", type=int, default=0, help=f"base seed in [0, {MAX_SEED}] (default 0)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="precision (default float64)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    parser.add_argument("--out", help="output directory (default sweep-PRESET)")
+    parser.add_argument("--workers", type=int, help="local worker processes (>= 1; default: number of CPUs)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address, e.g. tcp://host:8786")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--overwrite", action="store_true", help="replace a stored sweep with other settings")
+    parser.add_argument("--dry-run", action="store_true", help="print the grid and exit")
+    return parser
+
+
+def _grid(args) -> Grid:
+    swept, fixed, replicates = preset_axes(args.preset)
+    axes = {**swept, **fixed}
+    for flag, (axis, allowed, check, integer) in _AXIS_FLAGS.items():
+        text = getattr(args, axis)
+        if text is None:
+            continue
+        try:
+            values = parse_values(text)
+        except ValueError as err:
+            raise _UsageError(f"--{flag}: {err}") from None
+        for value in values:
+            if math.isnan(value) or not check(value) or (integer and not float(value).is_integer()):
+                raise _UsageError(f"--{flag} must be {allowed} (got {value:g})")
+        axes[axis] = [int(v) for v in values] if integer else values
+    # several values: swept; one value: fixed (a preset's swept axes stay swept unless given)
+    swept_axes = {}
+    fixed_axes = {}
+    for axis, values in axes.items():
+        values = list(values) if isinstance(values, (list, tuple)) else [values]
+        given = getattr(args, axis) is not None
+        if len(values) > 1 or (axis in swept and not given):
+            swept_axes[axis] = values
+        else:
+            fixed_axes[axis] = values[0]
+    gammas = swept_axes.get("gamma", [fixed_axes.get("gamma")])
+    widths = swept_axes.get("d", [fixed_axes.get("d")])
+    if round(min(gammas) * min(widths)) < 2:
+        raise _UsageError(
+            f"--gamma must give n = round(gamma d) >= 2 samples (gamma = {min(gammas):g} with d = {min(widths)})"
+        )
+    sources = [v for v in swept_axes.get("gamma_s", [fixed_axes.get("gamma_s")]) if math.isfinite(v)]
+    if sources and round(min(sources) * min(widths)) < 1:
+        raise _UsageError(f"--gamma-s must give n_s = round(gamma_s d) >= 1 (gamma_s = {min(sources):g} with d = {min(widths)})")
+    if args.replicates is not None:
+        if args.replicates < 1:
+            raise _UsageError(f"--replicates must be an integer >= 1 (got {args.replicates})")
+        replicates = args.replicates
+    if not 0 <= args.seed <= MAX_SEED:
+        raise _UsageError(f"--seed must be in [0, {MAX_SEED}] (got {args.seed})")
+    if args.workers is not None and args.workers < 1:
+        raise _UsageError(f"--workers must be an integer >= 1 (got {args.workers})")
+    try:
+        return Grid.build(swept_axes, fixed=fixed_axes, replicates=replicates, seed=args.seed)
+    except ValueError as err:
+        raise _UsageError(str(err)) from None
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, TypeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise _UsageError(f"--device must be a torch device available here, e.g. cpu (got {device!r}: {first})") from None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    prog = "simulate"
+    try:
+        args = _parser().parse_args(argv)
+        grid = _grid(args)
+        out = Path(args.out if args.out else f"sweep-{args.preset}")
+        if args.dry_run:
+            print(f"grid: {grid.summary()}")
+            print(f"cells: {grid.size}, replicates: {grid.replicates}, runs: {grid.size * grid.replicates}")
+            print(f"output: {out / 'results.nc'}")
+            return 0
+        if args.scheduler is None:
+            _check_device(args.device)
+    except _UsageError as err:
+        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+
+    from featfate_sym.sweeps.runner import run_sweep
+    from featfate_sym.sweeps.storage import SweepMismatchError
+
+    command = shlex.join(["python", "-m", "featfate_sym.simulate", *argv])
+    try:
+        report = run_sweep(
+            grid,
+            out,
+            dtype=args.dtype,
+            device=args.device,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+            command_line=command,
+        )
+    except SweepMismatchError as err:
+        print(f"{prog}: error: --out: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except ValueError as err:
+        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; finished cells are kept in {out / 'cells'}, rerun the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as err:  # a failed simulation: one line, the cells that finished are kept
+        print(f"{prog}: error: {type(err).__name__}: {_one_line(err)} (finished cells are kept in {out / 'cells'})", file=sys.stderr)
+        return 1
+    converged = ", ".join(f"{name} {done}/{total}" for name, (done, total) in report.converged().items())
+    print(
+        f"{grid.size} cells ({report.computed} computed, {report.resumed} resumed) x {grid.replicates} replicates "
+        f"in {report.seconds:.1f} s"
+    )
+    print(f"converged: {converged or 'no convergence flags'}")
+    print(f"results: {report.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""Fine-tuning: all layers trained by gradient flow from the pretrained weights.
+
+Model (SPEC section 1): target design ``X in R^{n x d}`` with i.i.d. ``N(0, 1)`` entries,
+``y = X beta_t + eps``, ``eps ~ N(0, sigma^2 I_n)``, unit teachers with
+``beta_s . beta_t = cos(theta)``; the network was pretrained on the population source
+loss, so it starts fine-tuning at ``beta = beta_s`` with balanced weights.  The loss
+gradient ``g = X^T (X beta - y) / n`` lies in the row space of ``X``, so gradient flow
+moves only ``P beta`` freely (``P = X^+ X``); it ends with ``P beta_ft = beta_sc`` (the
+minimum-norm interpolator of scratch training) when ``gamma = n/d < 1``.  The null-space
+part ``(I - P) beta`` keeps its direction and is rescaled: ``(I-P) beta_ft = c^(L-1)
+(I-P) beta_s``.
+
+Results registered (family ``fine_tuning``):
+
+- ``ft.transferability`` -- the paper's Thm 3.9, which takes ``c = 1``; exact only for
+  ``sigma = 0`` (APPROXIMATION);
+- ``ft.transferability_exact`` -- balanced gradient flow, with ``c`` the positive root of
+  ``c^(2L) - a c^(2L-2) - b = 0`` derived from the invariant of ``dln.balanced_flow``
+  (EXACT for the stated model).
+
+Both risks are expectations in the proportional limit ``n = gamma d``, ``d -> oo``;
+``a = |(I-P) beta_s|^2`` and ``b = |beta_sc|^2`` concentrate, so ``c`` is deterministic.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from featfate_sym.registry import Derivation, ImplicitRoot, P, SpecialCase, Status, Step, get, register
+from featfate_sym.symbols import L, a, b, c, d, gamma, n, sigma, theta
+from featfate_sym.theory.random_matrix import (
+    INVERSE_WISHART_REFERENCE,
+    inverse_gram_trace_mean,
+    projection_mean_coefficient,
+    proportional_limit,
+)
+
+_FAMILY = "fine_tuning"
+_PAPER = "Tahir, Ganguli & Rotskoff, arXiv 2410.08194"
+
+_GAMMA = P(gamma, "target samples per input dimension, n/d", lower=0, lower_open=True)
+_THETA = P(theta, "angle between source and target teachers", lower=0, upper=sp.pi)
+_SIGMA = P(sigma, "target label-noise standard deviation", lower=0)
+_DEPTH = P(L, "depth (number of weight matrices)", lower=1, integer=True)
+
+#: ``cos(theta)`` as one unknown while solving for the phase boundary
+_COS = sp.Symbol("cos_theta_star", real=True)
+#: ``log|beta|`` along the flow, the integration variable of the invariant
+_LOG_NORM = sp.Symbol("ell", real=True)
+#: ``x = c^2``, the variable in which the root equation is increasing and convex
+_X = sp.Symbol("x", positive=True)
+#: ``x - a >= 0``, the distance above the left end of the bracket
+_Y = sp.Symbol("y", nonnegative=True)
+
+
+# -- shared pieces -----------------------------------------------------------------------
+def projection_limit() -> sp.Expr:
+    """``p`` with ``E P -> p I`` in the proportional limit: ``Min(1, gamma)``.
+
+    From the derived finite-size coefficient ``min(n, d)/d`` of
+    :func:`~featfate_sym.theory.random_matrix.projection_mean_coefficient`; the limit is
+    taken on ``1 - min(n, d)/d`` (an ``Add``, which ``proportional_limit`` sends to its
+    limit term by term).
+    """
+    return sp.simplify(1 - proportional_limit(1 - projection_mean_coefficient(n, d), gamma))
+
+
+def teachers() -> tuple[sp.Matrix, sp.Matrix]:
+    """``beta_s`` and ``beta_t`` in the plane of the two teachers (orthonormal basis
+    ``beta_s``, ``nu``): every quantity below is a quadratic form in these two vectors."""
+    return sp.Matrix([1, 0]), sp.Matrix([sp.cos(theta), sp.sin(theta)])
+
+
+def null_space_mean(u: sp.Matrix, v: sp.Matrix, p: sp.Expr) -> sp.Expr:
+    """``E <(I-P) u, (I-P) v> = u^T (I - E P) v`` for fixed ``u, v`` (``(I-P)^2 = I-P``)."""
+    return sp.simplify((u.T * (sp.eye(2) - p * sp.eye(2)) * v)[0, 0])
+
+
+def under_threshold(expr: sp.Expr) -> sp.Expr:
+    """``expr`` on the branch ``gamma < 1``, where ``Min(1, gamma) = gamma``."""
+    return sp.simplify(expr.subs(sp.Min(1, gamma), gamma))
+
+
+def over_threshold(expr: sp.Expr) -> sp.Expr:
+    """``expr`` on the branch ``gamma > 1``, where ``Min(1, gamma) = 1``."""
+    return sp.simplify(expr.subs(sp.Min(1, gamma), 1))
+
+
+def noise_polynomial(expr: sp.Expr, noise: sp.Symbol) -> sp.Expr:
+    """``expr`` written as a polynomial in ``noise`` with factored coefficients.
+
+    The factored coefficients cancel the threshold factor (``1 - gamma``) symbolically, so
+    float64 does not subtract nearly equal numbers next to the threshold.
+    """
+    num, den = sp.fraction(sp.together(expr))
+    poly = sp.Poly(sp.expand(num), noise)
+    return sp.Add(*[sp.factor(coeff / den) * noise**k for (k,), coeff in poly.terms()])
+
+
+def scratch_branches() -> tuple[sp.Expr, sp.Expr]:
+    """The two branches (``gamma < 1``, ``gamma > 1``) of ``scratch.risk``."""
+    expr = get("scratch.risk").expr
+    branches = {cond: value for value, cond in expr.args}
+    return branches[gamma < 1], branches[gamma > 1]
+
+
+def _transferability_with_scale(scale: sp.Expr) -> tuple[sp.Expr, sp.Expr, list[Step]]:
+    """``T = R_sc - R_ft`` on both sides of ``gamma = 1`` for ``(I-P) beta_ft = scale (I-P) beta_s``.
+
+    ``beta_ft = scale (I-P) beta_s + beta_sc``.  ``beta_sc - P beta_t = X^+ eps`` lies in the
+    row space, orthogonal to every null-space vector, so
+    ``R_ft = |(I-P)(scale beta_s - beta_t)|^2 + |beta_sc - P beta_t|^2`` and, from the same
+    split of scratch, ``|beta_sc - P beta_t|^2 = R_sc - |(I-P) beta_t|^2``.
+    """
+    beta_s, beta_t = teachers()
+    p = projection_limit()
+    null_ft = null_space_mean(scale * beta_s - beta_t, scale * beta_s - beta_t, p)
+    null_sc = null_space_mean(beta_t, beta_t, p)
+    sc_under, sc_over = scratch_branches()
+    r_ft_under = sp.simplify(under_threshold(null_ft) + sc_under - under_threshold(null_sc))
+    r_ft_over = sp.simplify(over_threshold(null_ft) + sc_over - over_threshold(null_sc))
+    # powsimp writes c^L/c as c^(L-1): no overflow of c^(2L) at large depth
+    t_under = sp.powsimp(sp.factor(sp.simplify(sc_under - r_ft_under)), force=True)
+    t_over = sp.simplify(sc_over - r_ft_over)
+    steps = [
+        Step("E P -> p I in the proportional limit (random_matrix.projection_mean_coefficient, "
+             "rotational invariance)", p),
+        Step("E|(I-P)(scale beta_s - beta_t)|^2 = (1 - p)|scale beta_s - beta_t|^2", null_ft),
+        Step("E|(I-P) beta_t|^2: the bias of scratch training", null_sc),
+        Step("R_ft = E|(I-P)(scale beta_s - beta_t)|^2 + (R_sc - E|(I-P) beta_t|^2), gamma < 1 "
+             "(R_sc from scratch.risk)", r_ft_under),
+        Step("gamma > 1: P = I, the null space is empty and R_ft = R_sc", r_ft_over),
+        Step("T = R_sc - R_ft, gamma < 1 (the scratch variance cancels)", t_under),
+        Step("T = R_sc - R_ft, gamma > 1", t_over),
+    ]
+    return t_under, t_over, steps
+
+
+# -- ft.transferability (paper, c = 1) ---------------------------------------------------
+@register(
+    "ft.transferability",
+    title="Transferability of fine-tuning, paper form (c = 1)",
+    family=_FAMILY,
+    params=[_GAMMA, _THETA],
+    regime="n, d -> oo with gamma = n/d; population source; gradient flow from the pretrained "
+    "weights; null-space part of beta frozen at its pretrained value (c = 1)",
+    status=Status.APPROXIMATION,
+    reference=_PAPER + ", paper Thm 3.9",
+    notes=(
+        "The paper's Thm 3.9: beta_ft = (I-P) beta_s + beta_sc, i.e. the null-space scale c = 1. "
+        "For balanced gradient flow c = 1 exactly only when sigma = 0; with noise the exact "
+        "result is ft.transferability_exact (depth-dependent). The scratch variance "
+        "gamma sigma^2/(1-gamma) enters R_sc and R_ft alike and cancels, so T does not depend "
+        "on sigma -- part of the result. gamma >= 1: P = I, fine-tuning equals scratch, T = 0; "
+        "the value at gamma = 1 is the limit from both sides (0). Extras: risk_ft (gamma < 1), "
+        "boundary_cos_theta (cos theta* = 1/2, theta* = pi/3 for every gamma < 1)."
+    ),
+    special_cases=[
+        SpecialCase("aligned tasks, gamma = 1/4: (1 - gamma)", sp.Rational(3, 4), {theta: 0, gamma: sp.Rational(1, 4)}),
+        SpecialCase("theta = pi/3 is neutral", sp.Integer(0), {theta: sp.pi / 3, gamma: sp.Rational(1, 2)}),
+        SpecialCase("gamma = 2: no null space, T = 0", sp.Integer(0), {gamma: 2}),
+        SpecialCase("continuous at gamma = 1 from below", sp.Integer(0), {theta: sp.pi / 5}, (gamma, 1, "-")),
+    ],
+    singular="none: finite for every gamma > 0 (0 at and above gamma = 1)",
+)
+def transferability() -> Derivation:
+    t_under, t_over, steps = _transferability_with_scale(sp.Integer(1))
+    at_one = sp.limit(t_under, gamma, 1, "-")
+    if sp.simplify(at_one - t_over) != 0:
+        raise ArithmeticError("T_ft is not continuous at gamma = 1")
+    expr = sp.Piecewise((t_under, gamma < 1), (t_over, True))
+    (cos_star,) = sp.solve(t_under.subs(sp.cos(theta), _COS), _COS)
+    beta_s, beta_t = teachers()
+    p = projection_limit()
+    r_ft = sp.simplify(under_threshold(null_space_mean(beta_s - beta_t, beta_s - beta_t, p))
+                       + scratch_branches()[0] - under_threshold(null_space_mean(beta_t, beta_t, p)))
+    steps = [
+        Step("gradient flow moves beta only in the row space of X; with c = 1 (paper Thm 3.9) "
+             "beta_ft = (I - P) beta_s + beta_sc, P = X^+ X"),
+        *steps,
+        Step("limit gamma -> 1- equals the gamma > 1 value: continuous at the threshold", at_one),
+        Step("T_ft (Piecewise; gamma >= 1 gives 0)", expr),
+        Step("boundary T = 0 solved for cos(theta) (sp.solve)", cos_star),
+    ]
+    return Derivation(expr, steps=steps, extras={"risk_ft": r_ft, "boundary_cos_theta": cos_star,
+                                                 "boundary_theta": sp.acos(cos_star)})
+
+
+# -- ft.transferability_exact ------------------------------------------------------------
+def _limits_a_b() -> tuple[sp.Expr, sp.Expr, list[Step]]:
+    """Concentrated values of ``a = |(I-P) beta_s|^2`` and ``b = |beta_sc|^2``, ``gamma < 1``.
+
+    ``b = |P beta_t + X^+ eps|^2 = beta_t^T P beta_t + |X^+ eps|^2`` (cross term of mean
+    zero), ``E|X^+ eps|^2 = sigma^2 E tr (X X^T)^{-1}`` (inverse-Wishart lemma).
+    """
+    beta_s, beta_t = teachers()
+    p = projection_limit()
+    a_lim = under_threshold(null_space_mean(beta_s, beta_s, p))
+    row_signal = under_threshold(sp.simplify((beta_t.T * (p * sp.eye(2)) * beta_t)[0, 0]))
+    noise = proportional_limit(sigma**2 * inverse_gram_trace_mean(n, d), gamma)
+    branches = {cond: value for value, cond in noise.args}
+    noise_under = branches[gamma < 1]
+    b_lim = noise_polynomial(row_signal + noise_under, sigma)
+    steps = [
+        Step("a = E|(I-P) beta_s|^2 = 1 - p, on gamma < 1", a_lim),
+        Step("E|P beta_t|^2 = beta_t^T (E P) beta_t (P^T P = P), on gamma < 1", row_signal),
+        Step("E|X^+ eps|^2 = sigma^2 E tr (X X^T)^{-1}; lemma (" + INVERSE_WISHART_REFERENCE
+             + "): n/(d - n - 1), proportional limit", noise),
+        Step("b = E|beta_sc|^2 = E|P beta_t|^2 + E|X^+ eps|^2 on gamma < 1", b_lim),
+    ]
+    return a_lim, b_lim, steps
+
+
+@register(
+    "ft.transferability_exact",
+    title="Transferability of fine-tuning for balanced gradient flow (exact null-space scale)",
+    family=_FAMILY,
+    params=[_GAMMA, _THETA, _SIGMA, _DEPTH],
+    regime="n, d -> oo with gamma = n/d; population source; balanced gradient flow (small "
+    "pretraining initialisation) from the pretrained weights to convergence",
+    status=Status.EXACT,
+    reference=_PAPER + ", Thm 3.9 corrected for the null-space scale c (SPEC section 2)",
+    notes=(
+        "c is the positive root of c^(2L) - a c^(2L-2) - b = 0 with a = 1 - gamma, "
+        "b = gamma + gamma sigma^2/(1 - gamma) (an ImplicitRoot, bracket [sqrt(a), "
+        "sqrt(a + b^(1/L) + 1)]: the root is unique there, the polynomial being increasing and "
+        "convex in c^2 on [a, oo)). The null-space exponent (L-1)/L comes from "
+        "dln.balanced_flow. c = 1 iff sigma = 0, where this equals ft.transferability; L = 1 "
+        "equals it for every sigma. The step for E tr (X X^T)^{-1} is the inverse-Wishart "
+        "lemma (Muirhead Thm 3.2.12). gamma >= 1: T = 0; at gamma = 1 the value is the limit "
+        "gamma -> 1- (0, since (1-gamma) c^(2L-2) <= (1-gamma)^(1/L) (1-gamma+sigma^2)^((L-1)/L)). "
+        "Extras: boundary_cos_theta = c^(L-1)/2 (cos theta* of T = 0, in the root c), "
+        "risk_ft, a, b, root_equation."
+    ),
+    special_cases=[
+        SpecialCase("one layer: the paper's form for every sigma", "ft.transferability", {L: 1}),
+        SpecialCase("gamma = 2: T = 0", sp.Integer(0), {gamma: 2}),
+    ],
+    singular="none: the root c diverges as gamma -> 1- with sigma > 0, but T -> 0; gamma >= 1 "
+    "gives 0 (documented branch)",
+)
+def transferability_exact() -> Derivation:
+    exponent = get("dln.balanced_flow").extras["null_space_exponent"]
+    steps = [Step("balanced flow: dlog|beta_N| / dlog|beta| (dln.balanced_flow)", exponent)]
+    # integrate the invariant from the pretrained state |beta| = 1, |beta_N| = sqrt(a)
+    # to the end |beta_ft| = c^L
+    log_null = sp.log(sp.sqrt(a)) + sp.integrate(exponent, (_LOG_NORM, 0, sp.log(c**L)))
+    null_norm = sp.simplify(sp.exp(sp.expand_log(log_null, force=True)))
+    steps.append(Step("log|beta_N| integrated from |beta| = 1 (|beta_N| = sqrt(a)) to |beta| = c^L: "
+                      "|(I-P) beta_ft| = c^(L-1) |(I-P) beta_s|", null_norm))
+    # Pythagoras in row space + null space, with P beta_ft = beta_sc (|.|^2 = b)
+    equation = sp.powsimp(sp.expand((c**L) ** 2 - (b + null_norm**2)), force=True)
+    steps.append(Step("|beta_ft|^2 = |P beta_ft|^2 + |(I-P) beta_ft|^2 with P beta_ft = beta_sc",
+                      sp.Eq(equation, 0)))
+    # uniqueness: in x = c^2, g(x) = x^L - a x^(L-1) - b
+    g = equation.subs(c, sp.sqrt(_X))
+    g = sp.expand(sp.powsimp(sp.expand_power_base(g, force=True), force=True))
+    g1 = sp.simplify(sp.diff(g, _X) / _X ** (L - 2))
+    g2 = sp.simplify(sp.diff(g, _X, 2) / _X ** (L - 3))
+    g1_above = sp.expand(g1.subs(_X, a + _Y))
+    g2_above = sp.expand(g2.subs(_X, a + _Y))
+    at_left = sp.simplify(g.subs(_X, a))
+    if not (sp.expand(g1_above - (a + L * _Y)) == 0 and sp.factor(g2_above).is_nonnegative
+            and sp.simplify(at_left + b) == 0):
+        raise ArithmeticError("the root equation is not increasing and convex on [a, oo)")
+    steps += [
+        Step("in x = c^2: g(x)", g),
+        Step("g'(x) / x^(L-2) at x = a + y, y >= 0: positive (increasing)", g1_above),
+        Step("g''(x) / x^(L-3) at x = a + y: nonnegative (convex)", sp.factor(g2_above)),
+        Step("g(a) = -b <= 0; below a, x^(L-1)(x - a) - b < 0: the positive root is unique; "
+             "g(a + b^(1/L)) >= (b^(1/L))^(L-1) b^(1/L) - b = 0 bounds it above", at_left),
+    ]
+    a_lim, b_lim, ab_steps = _limits_a_b()
+    steps += ab_steps
+    t_under, t_over, t_steps = _transferability_with_scale(c ** (L - 1))
+    steps += [Step("(I-P) beta_ft = c^(L-1) (I-P) beta_s; c concentrates (a, b do), so it "
+                   "leaves the expectation")] + t_steps
+    expr = sp.Piecewise((t_under, gamma < 1), (t_over, True))
+    root_eq = equation.subs({a: a_lim, b: b_lim})
+    # g(a + b^(1/L)) >= 0 and g increases beyond a: the + 1 keeps a strict sign change
+    # (at L = 1 the upper end would be the root itself) without overflow at large depth
+    bracket = (sp.sqrt(a_lim), sp.sqrt(a_lim + b_lim ** (1 / L) + 1))
+    # the value at gamma = 1: limit of an upper bound of |T| (c >= 1 branch) for sigma > 0
+    below = sp.Symbol("q", positive=True)  # gamma = 1 - q
+    bound = (1 - gamma) * (b_lim / gamma) ** ((L - 1) / L)
+    bound_q = sp.powsimp(sp.expand_power_base(sp.factor(sp.simplify(bound.subs(gamma, 1 - below))),
+                                              force=True), force=True)
+    bound_at_one = sp.limit(bound_q, below, 0, "+")
+    if bound_at_one != 0:
+        raise ArithmeticError("T_ft does not vanish as gamma -> 1-")
+    steps += [
+        Step("c >= 1: c^(2L)(1 - a) <= c^(2L) - a c^(2L-2) = b, so (1-gamma) c^(2L-2) <= "
+             "(1-gamma)(b/gamma)^((L-1)/L) (= q (1 + sigma^2/q)^((L-1)/L), q = 1 - gamma), whose "
+             "limit q -> 0+ is 0 for every L; for c < 1 the term is below (1-gamma). So T -> 0",
+             bound_at_one),
+        Step("T_ft (Piecewise; gamma >= 1 gives 0, the gamma -> 1- limit)", expr),
+    ]
+    (cos_star,) = sp.solve(t_under.subs(sp.cos(theta), _COS), _COS)
+    steps.append(Step("boundary T = 0 solved for cos(theta)", cos_star))
+    beta_s, beta_t = teachers()
+    p = projection_limit()
+    scale = c ** (L - 1)
+    r_ft = sp.simplify(under_threshold(null_space_mean(scale * beta_s - beta_t, scale * beta_s - beta_t, p))
+                       + scratch_branches()[0] - under_threshold(null_space_mean(beta_t, beta_t, p)))
+    root = ImplicitRoot(c, root_eq, bracket,
+                        "null-space scale: positive root of c^(2L) - a c^(2L-2) - b, gamma < 1")
+    extras = {"boundary_cos_theta": cos_star, "risk_ft": r_ft, "a": a_lim, "b": b_lim,
+              "root_equation": equation, "bracket_high": bracket[1]}
+    return Derivation(expr, steps=steps, extras=extras, implicit=[root])

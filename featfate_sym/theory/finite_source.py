@@ -1,0 +1,230 @@
+"""Finite source data: pretraining on ``n_s = gamma_s d`` noisy source samples.
+
+Model (SPEC section 1, finite-source variant): source design ``X_s in R^{n_s x d}``
+with i.i.d. ``N(0, 1)`` entries, independent of the target design, labels
+``y_s = X_s beta_s + eps_s``, ``eps_s ~ N(0, sigma_s^2 I)``.  Small-initialisation
+gradient flow on the source ends at the minimum-norm interpolator
+``beta_s_hat = X_s^+ y_s`` (as scratch training does, paper Thms 3.5-3.6), which then
+plays the role of the pretrained vector.
+
+Results registered (family ``finite_source``):
+
+- ``ft.transferability_finite_source`` -- fine-tuning from ``beta_s_hat`` in the ``c = 1``
+  form (paper v2 appendix);
+- ``lt.risk_finite_source`` -- linear transfer on the single frozen feature
+  ``beta_s_hat . x`` (not in the paper).
+
+Both use the concentrated moments ``|beta_s_hat|^2`` and ``<beta_t, beta_s_hat>`` in the
+proportional limit ``n_s = gamma_s d``, ``d -> oo``, derived from the random-matrix
+lemmas of :mod:`featfate_sym.theory.random_matrix`.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from featfate_sym.registry import Derivation, P, SpecialCase, Status, Step, register
+from featfate_sym.symbols import d, gamma, gamma_s, lam, n, sigma_s, theta
+from featfate_sym.theory.fine_tuning import noise_polynomial, null_space_mean, projection_limit, teachers, under_threshold
+from featfate_sym.theory.random_matrix import (
+    INVERSE_WISHART_REFERENCE,
+    inverse_covariance_mean_coefficient,
+    inverse_gram_trace_mean,
+    proportional_limit,
+)
+
+_FAMILY = "finite_source"
+_PAPER = "Tahir, Ganguli & Rotskoff, arXiv 2410.08194"
+
+_GAMMA = P(gamma, "target samples per input dimension, n/d", lower=0, lower_open=True)
+_THETA = P(theta, "angle between source and target teachers", lower=0, upper=sp.pi)
+_GAMMA_S = P(gamma_s, "source samples per input dimension, n_s/d", lower=0, lower_open=True)
+_SIGMA_S = P(sigma_s, "source label-noise standard deviation", lower=0)
+
+#: ``cos(theta)`` as one unknown while solving for the break-even angle
+_COS = sp.Symbol("cos_theta_star", real=True)
+#: the readout coefficient of linear transfer
+_W = sp.Symbol("w", real=True)
+#: ``|b|^2`` and ``<beta_t, b>`` as plain numbers while minimising over the readout
+_NORM2 = sp.Symbol("B", positive=True)
+_OVERLAP = sp.Symbol("O", real=True)
+
+
+def source_moments() -> tuple[dict, list[Step]]:
+    """Limits of ``E|beta_s_hat|^2`` and ``E<beta_t, beta_s_hat>`` on both sides of ``gamma_s = 1``.
+
+    ``gamma_s < 1``: ``beta_s_hat = P_s beta_s + X_s^+ eps_s`` with ``P_s = X_s^+ X_s``;
+    ``|.|^2 = beta_s^T P_s beta_s + |X_s^+ eps_s|^2`` (cross term of mean zero) and
+    ``E|X_s^+ eps_s|^2 = sigma_s^2 E tr (X_s X_s^T)^{-1}``.
+    ``gamma_s > 1``: ``beta_s_hat = beta_s + (X_s^T X_s)^{-1} X_s^T eps_s``, noise power
+    ``sigma_s^2 tr E (X_s^T X_s)^{-1}``.  In both, ``E<beta_t, beta_s_hat> = beta_t^T E P_s beta_s``.
+    """
+    beta_s, beta_t = teachers()
+    p_s = projection_limit().subs(gamma, gamma_s)
+    signal = sp.simplify((beta_s.T * (p_s * sp.eye(2)) * beta_s)[0, 0])
+    overlap = sp.simplify((beta_t.T * (p_s * sp.eye(2)) * beta_s)[0, 0])
+    noise_under = proportional_limit(sigma_s**2 * inverse_gram_trace_mean(n, d), gamma_s)
+    noise_over = proportional_limit(sigma_s**2 * d * inverse_covariance_mean_coefficient(n, d), gamma_s)
+    under = {cond: value for value, cond in noise_under.args}[gamma_s < 1]
+    over = {cond: value for value, cond in noise_over.args}[gamma_s > 1]
+    on_under = {sp.Min(1, gamma_s): gamma_s}
+    on_over = {sp.Min(1, gamma_s): 1}
+    moments = {
+        "norm2_under": sp.simplify(signal.subs(on_under) + under),
+        "norm2_over": sp.simplify(signal.subs(on_over) + over),
+        "overlap_under": sp.simplify(overlap.subs(on_under)),
+        "overlap_over": sp.simplify(overlap.subs(on_over)),
+        # gamma_s = 1: the noise power diverges when sigma_s > 0; without noise
+        # P_s = I in the limit from both sides and beta_s_hat = beta_s
+        "norm2_at_one_noiseless": sp.simplify(signal.subs(on_over)),
+        "overlap_at_one": sp.simplify(overlap.subs(on_over)),
+    }
+    steps = [
+        Step("E P_s -> p_s I with p_s = Min(1, gamma_s) (random_matrix.projection_mean_coefficient)", p_s),
+        Step("E|P_s beta_s|^2 = beta_s^T E P_s beta_s", signal),
+        Step("E<beta_t, beta_s_hat> = beta_t^T E P_s beta_s (noise has mean zero)", overlap),
+        Step("gamma_s < 1: sigma_s^2 E tr (X_s X_s^T)^{-1}, lemma (" + INVERSE_WISHART_REFERENCE + ")",
+             noise_under),
+        Step("gamma_s > 1: sigma_s^2 tr E (X_s^T X_s)^{-1}, same lemma", noise_over),
+        Step("E|beta_s_hat|^2, gamma_s < 1", moments["norm2_under"]),
+        Step("E|beta_s_hat|^2, gamma_s > 1", moments["norm2_over"]),
+        Step("E<beta_t, beta_s_hat>, gamma_s < 1 and gamma_s > 1",
+             sp.Tuple(moments["overlap_under"], moments["overlap_over"])),
+    ]
+    return moments, steps
+
+
+def _by_source_branch(make) -> sp.Piecewise:
+    """``make(norm2, overlap)`` on each side of ``gamma_s = 1``, with the documented values at 1."""
+    m, _ = source_moments()
+    return sp.Piecewise(
+        (make(m["norm2_under"], m["overlap_under"]), gamma_s < 1),
+        (make(m["norm2_over"], m["overlap_over"]), gamma_s > 1),
+        (make(m["norm2_at_one_noiseless"], m["overlap_at_one"]), sp.Eq(sigma_s, 0)),
+        (make(sp.oo, m["overlap_at_one"]), True),
+    )
+
+
+@register(
+    "ft.transferability_finite_source",
+    title="Transferability of fine-tuning from a finite, noisy source (c = 1 form)",
+    family=_FAMILY,
+    params=[_GAMMA, _THETA, _GAMMA_S, _SIGMA_S],
+    regime="n, d, n_s -> oo with gamma = n/d, gamma_s = n_s/d; pretraining ends at the "
+    "min-norm interpolator of the source; fine-tuning with the null-space scale c = 1",
+    status=Status.THEOREM,
+    reference=_PAPER + ", v2 appendix (finite source data)",
+    notes=(
+        "The c = 1 form, as in the paper's v2 appendix: the null-space part of beta is frozen "
+        "at (I-P) beta_s_hat; the balanced-flow rescaling of ft.transferability_exact is not "
+        "included. T = -(1-gamma)_+ t with t = E|beta_s_hat|^2 - 2 E<beta_t, beta_s_hat>. "
+        "gamma_s = 1 with sigma_s > 0: |beta_s_hat|^2 diverges and T = -oo for gamma < 1 "
+        "(documented branch); gamma >= 1 gives 0. Moments use the inverse-Wishart lemma "
+        "(Muirhead Thm 3.2.12), checked by Monte Carlo in the tests. Extras: "
+        "break_even_cos_theta (cos theta* where T = 0), norm2, overlap."
+    ),
+    special_cases=[
+        SpecialCase("noiseless source with gamma_s > 1 is the population source",
+                    "ft.transferability", {sigma_s: 0, gamma_s: 2, gamma: sp.Rational(1, 3)}),
+        SpecialCase("orthogonal tasks, gamma_s = 2, sigma_s = 1: -(1 - gamma)(1 + 1)",
+                    -sp.Rational(4, 3), {theta: sp.pi / 2, gamma_s: 2, sigma_s: 1, gamma: sp.Rational(1, 3)}),
+        SpecialCase("gamma = 3: T = 0", sp.Integer(0), {gamma: 3}),
+    ],
+    singular="gamma_s = 1 with sigma_s > 0 and gamma < 1: -oo (the source interpolator diverges)",
+)
+def transferability_finite_source() -> Derivation:
+    moments, steps = source_moments()
+    beta_t = teachers()[1]
+    b_vec = sp.Matrix(sp.symbols("b1 b2", real=True))
+    p = projection_limit()
+    # T = E|(I-P) beta_t|^2 - E|(I-P)(b - beta_t)|^2 with P independent of b
+    gain = sp.expand(under_threshold(null_space_mean(beta_t, beta_t, p)
+                                     - null_space_mean(b_vec - beta_t, b_vec - beta_t, p)))
+    in_moments = sp.factor(sp.trigsimp(gain.subs(b_vec[0] ** 2, _NORM2 - b_vec[1] ** 2)
+                           .subs(b_vec[0] * sp.cos(theta), _OVERLAP - b_vec[1] * sp.sin(theta))))
+    if in_moments.free_symbols & set(b_vec):
+        raise ArithmeticError("T_ft does not reduce to |b|^2 and <beta_t, b>")
+    steps += [
+        Step("fine-tuning from b = beta_s_hat with c = 1: beta_ft = (I-P) b + beta_sc; "
+             "T = E|(I-P) beta_t|^2 - E|(I-P)(b - beta_t)|^2 (row-space terms cancel), gamma < 1",
+             gain),
+        Step("in B = |b|^2 and O = <beta_t, b> (b concentrates, independent of X)", in_moments),
+    ]
+    below = sp.Symbol("q", positive=True)  # gamma = 1 - q on the branch gamma < 1
+
+    def make(nb, ov):
+        if nb == sp.oo:
+            # the diverging source norm: limit B -> oo on the branch gamma < 1
+            return sp.limit(in_moments.subs({_OVERLAP: ov, gamma: 1 - below}), _NORM2, sp.oo)
+        return noise_polynomial(in_moments.subs({_NORM2: nb, _OVERLAP: ov}), sigma_s)
+
+    expr_s = _by_source_branch(make)
+    expr = sp.Piecewise((expr_s, gamma < 1), (0, True))
+    steps.append(Step("T_ft (gamma >= 1: P = I, no null space, T = 0)", expr))
+    break_even = {}
+    for side in ("under", "over"):
+        t_side = in_moments.subs({_NORM2: moments[f"norm2_{side}"], _OVERLAP: moments[f"overlap_{side}"]})
+        (root,) = sp.solve(sp.expand(t_side.subs(sp.cos(theta), _COS)), _COS)
+        break_even[side] = sp.simplify(root)
+    cos_star = sp.Piecewise((break_even["under"], gamma_s < 1), (break_even["over"], gamma_s > 1),
+                            (sp.Rational(1, 2), sp.Eq(sigma_s, 0)), (sp.oo, True))
+    steps.append(Step("break-even T = 0 solved for cos(theta) on each source branch", cos_star))
+    extras = {
+        "break_even_cos_theta": cos_star,
+        "norm2": _by_source_branch(lambda nb, ov: nb),
+        "overlap": _by_source_branch(lambda nb, ov: ov),
+    }
+    return Derivation(expr, steps=steps, extras=extras)
+
+
+@register(
+    "lt.risk_finite_source",
+    title="Risk of linear transfer from a finite, noisy source",
+    family=_FAMILY,
+    params=[_THETA, _GAMMA_S, _SIGMA_S],
+    regime="n_s, d -> oo with gamma_s = n_s/d; target samples n -> oo (the single readout "
+    "coefficient converges); pretraining ends at the min-norm interpolator of the source",
+    status=Status.EXACT,
+    reference=_PAPER + " (model of the v2 appendix); not a result of the paper",
+    notes=(
+        "The frozen feature is z = b . x with b = beta_s_hat; the readout converges to the "
+        "population minimiser w* of |w b - beta_t|^2 (derived by sp.solve), giving "
+        "R_lt = 1 - <beta_t, b>^2/|b|^2, with the concentrated moments of "
+        "ft.transferability_finite_source. Independent of gamma and sigma. At gamma_s = 1 "
+        "with sigma_s > 0 the feature is pure noise in the limit: R_lt = 1."
+    ),
+    special_cases=[
+        SpecialCase("noiseless source with gamma_s > 1: sin^2(theta)", sp.sin(theta) ** 2,
+                    {sigma_s: 0, gamma_s: 3}),
+        SpecialCase("noiseless, gamma_s > 1: the population linear transfer at lam = 0", "lt.risk",
+                    {sigma_s: 0, gamma_s: 5, lam: 0}),
+        SpecialCase("noiseless, gamma_s < 1: 1 - gamma_s cos^2(theta)",
+                    1 - sp.Rational(1, 2) * sp.cos(theta) ** 2, {sigma_s: 0, gamma_s: sp.Rational(1, 2)}),
+    ],
+    singular="none: 1 at gamma_s = 1 with sigma_s > 0 (documented branch)",
+)
+def risk_finite_source() -> Derivation:
+    moments, steps = source_moments()
+    risk_w = sp.expand(_W**2 * _NORM2 - 2 * _W * _OVERLAP + 1)  # |w b - beta_t|^2, |beta_t| = 1
+    (w_star,) = sp.solve(sp.diff(risk_w, _W), _W)
+    minimum = sp.simplify(risk_w.subs(_W, w_star))
+    steps += [
+        Step("|w b - beta_t|^2 in B = |b|^2, O = <beta_t, b>", risk_w),
+        Step("minimiser (sp.solve of d/dw = 0; convex since B > 0)", w_star),
+        Step("minimum", minimum),
+    ]
+
+    def make(nb, ov):
+        if nb == sp.oo:
+            return sp.limit(minimum.subs(_OVERLAP, ov), _NORM2, sp.oo)
+        # 1 - O^2/B with B a polynomial in sigma_s: no difference of nearly equal numbers
+        # next to gamma_s = 1; checked equal to the minimum
+        form = 1 - ov**2 / noise_polynomial(nb, sigma_s)
+        if sp.simplify(form - minimum.subs({_NORM2: nb, _OVERLAP: ov})) != 0:
+            raise ArithmeticError("rewritten linear-transfer risk differs from the minimum")
+        return form
+
+    expr = _by_source_branch(make)
+    steps.append(Step("concentrated moments substituted on each source branch; gamma_s = 1, "
+                      "sigma_s > 0: limit B -> oo", expr))
+    return Derivation(expr, steps=steps, extras={"readout": w_star})

@@ -1,0 +1,205 @@
+"""Two-layer ReLU transfer table: exact overlap, its Monte Carlo check, and simulated risks.
+
+For each removed fraction ``mu``: the exact ``|P_perp f_t|^2`` of the target outside the
+pretrained student's feature span (arc-cosine Gram matrices), its least-squares Monte
+Carlo check (held-out residual +- SE), and over seeds the linear-transfer, scratch and
+fine-tuning population risks (mean +- SE) at each ``n``; with the wall times.
+
+Usage::
+
+    python numerics/bench_relu.py --scale small --figure relu.png   # d=20, m*=8, m=48
+    python numerics/bench_relu.py --scale default          # d=50, m*=20, m=200
+    python numerics/bench_relu.py --scale paper --time-steps 20   # time a few steps only
+
+``--time-steps K`` times ``K`` pretraining steps and ``K`` target steps (largest ``n``)
+and extrapolates to the step budgets instead of running the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from featfate_sym.relu_overlap import overlap_monte_carlo
+from featfate_sym.simulation.relu import (
+    MeanFieldStudent,
+    TrainingOptions,
+    make_relu_tasks,
+    pretrain_student,
+    sample_relu_data,
+    simulate_relu_transfer,
+)
+
+SCALES = {
+    "small": dict(input_dim=20, teacher_width=8, student_width=48),
+    "default": dict(input_dim=50, teacher_width=20, student_width=200),
+    "paper": dict(input_dim=100, teacher_width=100, student_width=1000),
+}
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scale", choices=sorted(SCALES), default="small")
+    p.add_argument("--mus", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75])
+    p.add_argument("--n-values", type=int, nargs="+", default=[200, 2000])
+    p.add_argument("--seeds", type=int, default=3, help="target sets (and scratch inits) per cell")
+    p.add_argument("--lr", type=float, default=1.0)
+    p.add_argument("--pretrain-steps", type=int, default=4000)
+    p.add_argument("--target-steps", type=int, default=2000)
+    p.add_argument("--tol", type=float, default=1e-6)
+    p.add_argument("--mc-samples", type=int, default=200_000)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--ridge", type=float, default=0.0, help="ridge of the linear-transfer refit")
+    p.add_argument("--figure", default="", help="write the two-panel figure to this path")
+    p.add_argument("--time-steps", type=int, default=0)
+    args = p.parse_args(argv)
+    for name in ("seeds", "pretrain_steps", "target_steps", "mc_samples"):
+        if getattr(args, name) < 1:
+            p.exit(2, f"bench_relu: --{name.replace('_', '-')} must be >= 1\n")
+    if any(not 0 <= mu <= 1 for mu in args.mus):
+        p.exit(2, "bench_relu: --mus must lie in [0, 1]\n")
+    if args.ridge < 0:
+        p.exit(2, "bench_relu: --ridge must be >= 0\n")
+    if any(n < 1 for n in args.n_values):
+        p.exit(2, "bench_relu: --n-values must be >= 1\n")
+    return args
+
+
+def _mean_se(values):
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    if v.size == 0:
+        return "-"
+    se = v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else float("nan")
+    return f"{v.mean():.4f}+-{se:.4f}"
+
+
+def time_steps(args, shape) -> None:
+    """Seconds per step of pretraining and of target training; extrapolated totals."""
+    tasks = make_relu_tasks(shape["input_dim"], shape["teacher_width"], 0.25, seed=0, device=args.device)
+    student = MeanFieldStudent.small_init(shape["student_width"], shape["input_dim"], init_scale=1e-3, seed=1, device=args.device)
+    opts = TrainingOptions(lr=args.lr, max_steps=args.time_steps, tol=0.0)
+    # warm-up: the first call derives the kernel with SymPy and compiles it (seconds)
+    pretrain_student(student.clone(), tasks.source, TrainingOptions(lr=args.lr, max_steps=1, tol=0.0))
+    rec = pretrain_student(student, tasks.source, opts)
+    per_pre = rec.seconds / max(rec.steps, 1)
+    x, y = sample_relu_data(tasks.target, max(args.n_values), seed=2)
+    from featfate_sym.simulation.relu import fine_tune_relu
+
+    rec_t = fine_tune_relu(student, x, y, opts)
+    per_target = rec_t.seconds / max(rec_t.steps, 1)
+    cells = len(args.mus) * len(args.n_values) * args.seeds
+    total = len(args.mus) * args.pretrain_steps * per_pre + cells * 2 * args.target_steps * per_target
+    print(f"scale {args.scale} {shape} device {args.device}")
+    print(f"pretraining: {per_pre * 1e3:.2f} ms/step -> {args.pretrain_steps} steps: {args.pretrain_steps * per_pre:.0f} s per mu")
+    print(f"target training (n = {max(args.n_values)}): {per_target * 1e3:.2f} ms/step")
+    print(f"estimated table wall time (step budgets, {cells} cells, scratch + fine-tuning): {total / 60:.1f} min")
+
+
+def table(args, shape) -> list[dict]:
+    """Print the table; return one dict per (mu, n) cell.  Scratch training does not
+    depend on ``mu`` (same target, same samples per seed), so it runs once per (n, seed)."""
+    start = time.perf_counter()
+    pre_opts = TrainingOptions(lr=args.lr, max_steps=args.pretrain_steps, tol=args.tol)
+    tgt_opts = TrainingOptions(lr=args.lr, max_steps=args.target_steps, tol=args.tol)
+    print(f"scale {args.scale} {shape}; lr {args.lr} (mean-field, safeguarded), tol {args.tol}, "
+          f"pretrain <= {args.pretrain_steps} steps, target <= {args.target_steps} steps, "
+          f"seeds {args.seeds}, ridge {args.ridge}")
+    print(f"{'mu':>5} {'n':>6} {'overlap':>9} {'MC (held-out)':>17} {'R_lt':>16} {'R_sc':>16} "
+          f"{'R_ft':>16} {'src risk':>9} {'conv sc/ft':>10}")
+    scratch: dict[tuple[int, int], tuple[float, bool]] = {}
+    cells = []
+    for mu in args.mus:
+        pre, pre_record = None, None
+        for n in args.n_values:
+            rows = []
+            for seed in range(args.seeds):
+                need_scratch = (n, seed) not in scratch
+                out, pre = simulate_relu_transfer(
+                    **shape, removed_fraction=mu, n_samples=n, pretrain=pre_opts, target_training=tgt_opts,
+                    pretrained=pre, seed=seed, device=args.device, ridge=args.ridge,
+                    procedures=("linear_transfer", "fine_tune") + (("scratch",) if need_scratch else ()),
+                )
+                if need_scratch:
+                    scratch[(n, seed)] = (out.risk_scratch, out.records["scratch"].converged)
+                rows.append(out)
+                pre_record = out.records.get("pretrain", pre_record)
+            mc = None
+            if n == args.n_values[0]:
+                # the same tasks as simulate_relu_transfer's default task_seed = 0
+                target = make_relu_tasks(shape["input_dim"], shape["teacher_width"], mu, seed=0).target
+                mc = overlap_monte_carlo(
+                    pre.weights.cpu().numpy(), target.weights.numpy(), target.readout.numpy(),
+                    n_samples=args.mc_samples, seed=n,
+                )
+            sc = [scratch[(n, seed)] for seed in range(args.seeds)]
+            conv_sc = sum(c for _, c in sc)
+            conv_ft = sum(r.records["fine_tune"].converged for r in rows)
+            cell = dict(
+                mu=mu, n=n, overlap=rows[0].overlap, mc=mc,
+                lt=[r.risk_linear_transfer for r in rows], sc=[r for r, _ in sc],
+                ft=[r.risk_fine_tune for r in rows],
+            )
+            cells.append(cell)
+            mc_text = f"{mc.held_out:.4f}+-{mc.held_out_se:.4f}" if mc else ""
+            print(
+                f"{mu:5.2f} {n:6d} {cell['overlap']:9.4f} {mc_text:>17} {_mean_se(cell['lt']):>16} "
+                f"{_mean_se(cell['sc']):>16} {_mean_se(cell['ft']):>16} "
+                f"{rows[0].source_risk_after_pretraining:9.1e} {f'{conv_sc}/{conv_ft} of {len(rows)}':>10}"
+            )
+        print(f"      pretraining: {pre_record.steps} steps ({pre_record.rejected_steps} rejected), "
+              f"{pre_record.reason}, {pre_record.seconds:.1f} s")
+    print(f"wall time {time.perf_counter() - start:.1f} s")
+    return cells
+
+
+def figure(cells: list[dict], path: str) -> None:
+    """Overlap vs mu (exact, Monte Carlo, R_lt per n) and the risks vs n per mu."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mus = sorted({c["mu"] for c in cells})
+    ns = sorted({c["n"] for c in cells})
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    first = [next(c for c in cells if c["mu"] == mu) for mu in mus]
+    ax1.plot(mus, [c["overlap"] for c in first], "k-", label=r"exact $|P_\perp f_t|^2$")
+    ax1.errorbar(mus, [c["mc"].held_out for c in first], [2 * c["mc"].held_out_se for c in first],
+                 fmt="kx", label="Monte Carlo (held-out)")
+    for n in ns:
+        row = [next(c for c in cells if c["mu"] == mu and c["n"] == n) for mu in mus]
+        ax1.plot(mus, [np.mean(c["lt"]) for c in row], "o--", label=f"$R_{{lt}}$, n = {n}")
+    ax1.set_xlabel(r"removed fraction $\mu$")
+    ax1.set_ylabel("risk")
+    ax1.legend(fontsize=8)
+    for mu in mus:
+        row = [next(c for c in cells if c["mu"] == mu and c["n"] == n) for n in ns]
+        (line,) = ax2.plot(ns, [np.mean(c["lt"]) for c in row], "o--", label=rf"lt, $\mu$ = {mu:g}")
+        ax2.plot(ns, [np.mean(c["ft"]) for c in row], "s:", color=line.get_color(), label=rf"ft, $\mu$ = {mu:g}")
+    ax2.plot(ns, [np.mean(next(c for c in cells if c["n"] == n)["sc"]) for n in ns], "k^-", label="scratch")
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("target samples n")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
+    shape = SCALES[args.scale]
+    if args.time_steps > 0:
+        time_steps(args, shape)
+    else:
+        cells = table(args, shape)
+        if args.figure:
+            figure(cells, args.figure)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Speed of the compiled theory against hand-written NumPy, and of the lt-phase figure.
+
+Evaluates ``lt.transferability`` and ``ft.transferability_exact`` on a ``size x size``
+``(theta, gamma)`` grid (default 1000 x 1000) through the registry's compiled NumPy
+function and through a hand-written NumPy expression of the same formula (SPEC.md,
+sections "Linear transfer" and "Fine-tuning ... exact form"; typed here only as the
+benchmark's baseline), checks that both agree, and prints the time ratio (goal:
+compiled <= 1.5 x hand-written).  Then times rendering ``lt-phase`` at full resolution
+(PNG + PDF).
+
+    python numerics/bench_theory.py               # 1000 x 1000, best of 3
+    python numerics/bench_theory.py --size 200 --repeat 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import featfate_sym as ff
+
+
+# --- hand-written baselines -------------------------------------------------------------
+def lt_transferability_by_hand(gamma, theta, sigma, lam):
+    """T_lt = R_sc - R_lt, R_sc the double-descent risk, R_lt the ridge readout risk."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r_sc = np.where(gamma < 1, (1 - gamma) + gamma * sigma**2 / (1 - gamma), sigma**2 / (gamma - 1))
+        r_sc = np.where(gamma == 1, np.where(sigma > 0, np.inf, 0.0), r_sc)
+    r_lt = 1 - (1 + 2 * lam) / (1 + lam) ** 2 * np.cos(theta) ** 2
+    return r_sc - r_lt
+
+
+def ft_transferability_exact_by_hand(gamma, theta, sigma, depth, iterations=100):
+    """T_ft = (1-gamma)(2 c^(L-1) cos(theta) - c^(2L-2)) for gamma < 1 (0 above), with c > 0
+    the root of c^(2L) - a c^(2L-2) - b, a = 1 - gamma, b = gamma + gamma sigma^2/(1-gamma),
+    found by Newton from above (f is increasing and convex right of the root)."""
+    below = gamma < 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = 1 - gamma
+        b = gamma + gamma * sigma**2 / a
+        c = np.sqrt(a + b ** (1 / depth) + 1.0)  # f(c) > 0 here
+        for _ in range(iterations):
+            c2 = c * c
+            p = c2 ** (depth - 1)
+            f = p * c2 - a * p - b
+            df = (2 * depth * p * c2 - (2 * depth - 2) * a * p) / c
+            step = f / df
+            c = c - step
+            if np.all(~below | (np.abs(step) <= 4 * np.finfo(float).eps * c)):
+                break
+        q = c ** (depth - 1)
+        return np.where(below, (1 - gamma) * (2 * q * np.cos(theta) - q * q), 0.0)
+
+
+def _best(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=1000, help="grid points per axis (default 1000)")
+    parser.add_argument("--repeat", type=int, default=3, help="timings per case; the best is kept (default 3)")
+    parser.add_argument("--sigma", type=float, default=0.2)
+    parser.add_argument("--lam", type=float, default=0.1)
+    parser.add_argument("--L", type=int, default=3)
+    parser.add_argument("--no-figure", action="store_true", help="skip the lt-phase rendering time")
+    args = parser.parse_args(argv)
+    if args.size < 2 or args.repeat < 1 or args.L < 1 or args.sigma < 0 or args.lam < 0:
+        print("bench_theory: error: need --size >= 2, --repeat >= 1, --L >= 1, --sigma >= 0, --lam >= 0", file=sys.stderr)
+        return 2
+
+    theta = np.linspace(0, np.pi / 2, args.size)
+    gamma = np.linspace(0, 2, args.size)
+    gamma[0] = 1e-3 * gamma[1]
+    # dense: every argument a full size x size array; open: gamma (size, 1), theta (1, size)
+    # and scalars, broadcast by NumPy (what a caller of a vectorised function would pass)
+    th, ga = np.meshgrid(theta, gamma)
+    dense = (ga, th, np.full_like(ga, args.sigma), np.full_like(ga, args.lam), np.full_like(ga, args.L))
+    opened = (gamma[:, None], theta[None, :], np.float64(args.sigma), np.float64(args.lam), np.float64(args.L))
+
+    lt = ff.get("lt.transferability")
+    ft = ff.get("ft.transferability_exact")
+    start = time.perf_counter()
+    lt.numpy, ft.numpy  # derive and compile once, outside the timings
+    setup = time.perf_counter() - start
+
+    def cases(g, t, s, lam, depth):
+        return [
+            ("lt.transferability", lambda: lt.numpy(g, t, s, lam), lambda: lt_transferability_by_hand(g, t, s, lam)),
+            ("ft.transferability_exact", lambda: ft.numpy(g, t, s, depth),
+             lambda: ft_transferability_exact_by_hand(g, t, float(args.sigma), args.L)),
+        ]
+
+    print(f"grid {args.size} x {args.size}, sigma = {args.sigma:g}, lam = {args.lam:g}, L = {args.L}; "
+          f"best of {args.repeat}; derive + compile: {setup:.2f} s")
+    print(f"{'result':26s} {'arguments':9s} {'compiled [s]':>13s} {'by hand [s]':>12s} {'ratio':>7s} {'max |diff|':>11s}")
+    worst = 0.0
+    for label, arrays in (("dense", dense), ("open", opened)):
+        for name, compiled, by_hand in cases(*arrays):
+            t_h, out_h = _best(by_hand, args.repeat)
+            try:
+                t_c, out_c = _best(compiled, args.repeat)
+            except (ValueError, TypeError) as err:
+                print(f"{name:26s} {label:9s} {'fails':>13s} {t_h:12.4f}  ({type(err).__name__}: {str(err)[:60]})")
+                continue
+            out_h = np.broadcast_to(out_h, out_c.shape)
+            both = np.isfinite(out_c) & np.isfinite(out_h)
+            if not np.array_equal(np.isfinite(out_c), np.isfinite(out_h)):
+                print(f"  warning: {name}: compiled and hand-written disagree on where the value is finite")
+            diff = float(np.max(np.abs(out_c[both] - out_h[both]))) if both.any() else float("nan")
+            worst = max(worst, t_c / t_h)
+            print(f"{name:26s} {label:9s} {t_c:13.4f} {t_h:12.4f} {t_c / t_h:7.2f} {diff:11.2e}")
+    print(f"goal: ratio <= 1.5 -> {'met' if worst <= 1.5 else 'NOT met'} (worst {worst:.2f})")
+
+    if not args.no_figure:
+        import logging
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        logging.getLogger("fontTools").setLevel(logging.ERROR)
+        from featfate_sym.plotting import phase, style
+
+        with tempfile.TemporaryDirectory() as out, style.figure_style():
+            start = time.perf_counter()
+            fig = phase.lt_phase(args.sigma, 0.0, quick=False)
+            drawn = time.perf_counter()
+            style.save(fig, out, "lt-phase", style.FULL["dpi"])
+            done = time.perf_counter()
+        print(f"lt-phase at full resolution ({style.FULL['points']} x {style.FULL['points']}, {style.FULL['dpi']} dpi): "
+              f"{done - start:.2f} s (theory + drawing {drawn - start:.2f} s, PNG + PDF {done - drawn:.2f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

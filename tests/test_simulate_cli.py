@@ -1,0 +1,124 @@
+"""Tests of the sweep command line ``python -m featfate_sym.simulate``."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from featfate_sym import simulate
+from featfate_sym.sweeps import open_sweep
+
+
+def run_cli(*args, cwd=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "featfate_sym.simulate", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        cwd=cwd,
+    )
+
+
+BAD_ARGUMENTS = [
+    (["--theta", "4"], "--theta must be in [0, pi]"),
+    (["--theta=-0.1,0.5"], "--theta must be in [0, pi]"),
+    (["--gamma", "0"], "--gamma must be in (0, inf)"),
+    (["--gamma", "abc"], "--gamma"),
+    (["--gamma", "0.1:1"], "start:stop:num"),
+    (["--gamma", "0.01"], "n = round(gamma d) >= 2"),
+    (["--sigma", "-1"], "--sigma must be in [0, inf)"),
+    (["--lam", "nan"], "--lam must be in [0, inf)"),
+    (["--L", "1.5"], "--L must be an integer >= 1"),
+    (["--L", "0"], "--L must be an integer >= 1"),
+    (["--d", "1"], "--d must be an integer >= 2"),
+    (["--gamma-s", "0"], "--gamma-s must be in (0, inf]"),
+    (["--sigma-s=-0.2"], "--sigma-s must be in [0, inf)"),
+    (["--replicates", "0"], "--replicates must be an integer >= 1"),
+    (["--replicates", "two"], "--replicates"),
+    (["--seed", "-1"], "--seed must be in [0, 2147483647]"),
+    (["--workers", "0"], "--workers must be an integer >= 1"),
+    (["--dtype", "float16"], "--dtype"),
+    (["--preset", "huge"], "--preset"),
+    (["--bogus"], "unrecognized arguments"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_ARGUMENTS)
+def test_bad_arguments_exit_2_with_one_line(args, message, capsys):
+    assert simulate.main([*args, "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("simulate: error:")
+    assert message in lines[0]
+
+
+@pytest.mark.parametrize("args", [["--theta", "4"], ["--L", "1.5"], ["--bogus"], ["--device", "nodevice"]])
+def test_bad_arguments_in_a_subprocess_have_no_traceback(args, tmp_path):
+    done = run_cli(*args, "--out", str(tmp_path / "out"), "--quiet")
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in done.stderr and done.stderr.startswith("simulate: error:")
+    assert not (tmp_path / "out").exists()
+
+
+def test_values_lists_ranges_and_pi():
+    assert simulate.parse_values("0.5,1.5") == [0.5, 1.5]
+    assert simulate.parse_values("0.1:0.5:5") == [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert simulate.parse_values("0:pi/2:3") == [0.0, math.pi / 4, math.pi / 2]
+    assert simulate.parse_values("pi/8,3pi/8,0.25*pi,pi") == [math.pi / 8, 3 * math.pi / 8, math.pi / 4, math.pi]
+    assert simulate.parse_values("inf") == [math.inf]
+    with pytest.raises(ValueError):
+        simulate.parse_values("1:2:0")
+
+
+def test_dry_run_prints_grid_and_exits(capsys, tmp_path):
+    assert simulate.main(["--preset", "paper", "--dry-run", "--out", str(tmp_path / "p")]) == 0
+    out = capsys.readouterr().out
+    assert "gamma(20) x theta(20) x sigma(2) = 800 cells x 20 replicates" in out
+    assert "d=500" in out and "L=2" in out
+    assert not (tmp_path / "p").exists()
+    # axis flags replace the preset's axes; one value fixes an axis
+    assert simulate.main(["--gamma", "0.5", "--lam", "0:0.5:6", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "theta(3) x sigma(2) x lam(6) = 36 cells x 20 replicates" in out and "gamma=0.5" in out
+
+
+def test_dry_run_in_a_subprocess():
+    done = run_cli("--dry-run")
+    assert done.returncode == 0 and done.stderr == ""
+    assert "gamma(5) x theta(3) x sigma(2) = 30 cells x 20 replicates" in done.stdout and "d=100" in done.stdout
+
+
+def test_tiny_real_run_resume_and_mismatch(tmp_path, capsys):
+    pytest.importorskip("featfate_sym.simulation")
+    out = tmp_path / "tiny"
+    args = ["--gamma", "0.5,1.5", "--theta", "pi/4", "--sigma", "0.2", "--d", "12", "--replicates", "2"]
+    done = run_cli(*args, "--workers", "1", "--quiet", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "2 cells (2 computed, 0 resumed) x 2 replicates" in done.stdout
+    assert str(out / "results.nc") in done.stdout
+    ds = open_sweep(out / "results.nc")
+    assert ds["risk_sc"].dims == ("gamma", "replicate") and ds.sizes["replicate"] == 2
+    assert float(ds["theta"]) == pytest.approx(math.pi / 4) and int(ds["d"]) == 12
+    assert ds["converged_sc"].dtype == bool
+    # T is the paired difference of the risks, stored per replicate
+    np.testing.assert_allclose(ds["T_lt"], ds["risk_sc"] - ds["risk_lt"], rtol=0, atol=1e-12)
+    assert np.all(ds["risk_sc"].values >= 0)
+    assert ds.attrs["command_line"].startswith("python -m featfate_sym.simulate --gamma 0.5,1.5")
+    # the same command resumes: nothing is recomputed (in this process: faster)
+    assert simulate.main([*args, "--workers", "1", "--quiet", "--out", str(out)]) == 0
+    assert "(0 computed, 2 resumed)" in capsys.readouterr().out
+    np.testing.assert_array_equal(open_sweep(out / "results.nc")["risk_ft"], ds["risk_ft"])
+    # other settings in the same directory: one-line error, exit 2, nothing removed
+    assert simulate.main([*args[:-1], "3", "--workers", "1", "--quiet", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--overwrite" in err and "replicates" in err
+    assert len(list((out / "cells").glob("cell-*.nc"))) == 2
