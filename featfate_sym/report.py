@@ -7,7 +7,8 @@ Usage::
     python -m featfate_sym.report --out report --quick     # coarse figures
 
 Writes ``DIR/report.html`` (self-contained: figures embedded as PNG data, formulas as
-MathML, which browsers render without any script or network) and its Markdown twin
+MathML, which browsers render without any script or network, and an interactive
+explorer whose JavaScript is generated from the derived expressions) and its Markdown twin
 ``DIR/report.md`` (formulas in LaTeX, figures linked from ``DIR/figures/``).
 
 The agreement table lists, for every simulated grid point, the theory value of each
@@ -210,16 +211,18 @@ h1, h2, h3 { font-weight: 600; } figure { margin: 1.5rem 0; } figure img { max-w
 figcaption { font-size: 0.9rem; color: #444; } table { border-collapse: collapse; font-size: 0.85rem; }
 td, th { border: 1px solid #ccc; padding: 0.2rem 0.5rem; text-align: right; } th { background: #f3f3f3; }
 td.l, th.l { text-align: left; } .result { border-left: 3px solid #0072B2; padding-left: 1rem; margin: 1.2rem 0; }
-.meta { font-size: 0.85rem; color: #555; } .bad { color: #D55E00; font-weight: 600; } math { overflow-x: auto; }
+.meta { font-size: 0.85rem; color: #555; } .controls label { display: inline-block; margin: 0.2rem 1rem 0.2rem 0; }
+.panels { display: flex; flex-wrap: wrap; gap: 1rem; } .panels figure { margin: 0.5rem 0; } canvas { border: 1px solid #ccc; } .bad { color: #D55E00; font-weight: 600; } math { overflow-x: auto; }
 """
 
 
 def build(out: Path, dataset, *, quick: bool, log=lambda _: None, command: str = "", plan=FIGURE_PLAN,
-          keys: Sequence[str] | None = None) -> dict:
+          keys: Sequence[str] | None = None, explorer: bool = True) -> dict:
     """Write ``report.html`` and ``report.md`` into ``out``; return the agreement summary.
 
     ``plan``: the figures (default :data:`FIGURE_PLAN`); ``keys``: the registry results
-    whose derived expressions are listed (default: all)."""
+    whose derived expressions are listed (default: all); ``explorer``: include the
+    interactive explorer (:mod:`featfate_sym.plotting.explorer`)."""
     import featfate_sym as ff
     from featfate_sym.registry import FAMILIES
 
@@ -303,6 +306,10 @@ def build(out: Path, dataset, *, quick: bool, log=lambda _: None, command: str =
                       f"{_fmt(row.mean)} | {_fmt(row.stderr, 2)} | {_fmt(z, 3)} |")
         h.append("</table>")
         md.append("")
+    if explorer:
+        from featfate_sym.plotting.explorer import html_section
+
+        h.append(html_section(dataset))
     h.append("</body></html>")
     (out / "report.html").write_text("\n".join(h), encoding="utf-8")
     (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")

@@ -226,8 +226,9 @@ def test_report_is_self_contained_with_figures_formulas_and_z_scores(synthetic_r
     keys = ("lt.transferability", "scratch.risk")
     info = report.build(tmp_path / "rep", experiment.load(path), quick=True, plan=plan, keys=keys)
     text = (tmp_path / "rep" / "report.html").read_text()
-    # nothing fetched from the network: no scripts, no external sources or style sheets
-    assert "<script" not in text and not re.search(r"(src|href)=['\"]https?:", text)
+    # nothing fetched from the network: no external scripts, sources or style sheets
+    assert not re.search(r"<script[^>]*src", text) and not re.search(r"(src|href)=['\"]https?:", text)
+    assert "function lt_transferability(gamma, theta, sigma, lam)" in text  # the explorer's generated code
     images = re.findall(r"src='data:image/png;base64,([^']+)'", text)
     assert len(images) == 1
     pixels = imread(io.BytesIO(base64.b64decode(images[0])))[..., :3]
@@ -257,3 +258,49 @@ def test_report_rejects_a_missing_results_file(tmp_path, capsys):
     assert report.main(["--out", str(tmp_path), "--results", str(tmp_path / "none.nc")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--results" in err
+
+
+# --- the explorer's generated JavaScript against the compiled NumPy functions ------------
+def test_generated_javascript_agrees_with_compiled_numpy(seed, tmp_path):
+    """Evaluates the explorer's generated functions in Node.js at random points and
+    compares with the compiled NumPy functions (relative 1e-9: same formulas, different
+    float rounding; the compiled form is rewritten for cancellation)."""
+    import json
+    import shutil
+
+    from featfate_sym.plotting import explorer
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed")
+    rng = np.random.default_rng(seed)
+    ranges = {"gamma": (0.02, 2.0), "theta": (0.0, np.pi / 2), "sigma": (0.0, 1.0), "lam": (0.0, 1.0),
+              "gamma_s": (0.1, 3.0), "sigma_s": (0.0, 1.0)}
+    cases = {}
+    for key in explorer.EXPLORER_RESULTS:
+        if key not in ff.keys():
+            continue
+        names = ff.get(key).param_names
+        points = [[int(rng.integers(1, 6)) if n == "L" else float(rng.uniform(*ranges[n])) for n in names]
+                  for _ in range(25)]
+        cases[key] = points
+    script = explorer.javascript_library() + "\nconst cases = " + json.dumps(cases) + ";\n" + """
+const out = {};
+for (const [key, pts] of Object.entries(cases)) {
+  const f = globalThis[key.replace(/\\./g, "_")] || eval(key.replace(/\\./g, "_"));
+  out[key] = pts.map(p => { const v = f(...p); return Array.isArray(v) ? v.map(String) : String(v); });
+}
+console.log(JSON.stringify(out));
+"""
+    path = tmp_path / "check.js"
+    path.write_text(script)
+    proc = subprocess.run([node, str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert set(got) >= {"lt.transferability", "lt.boundary"}
+    for key, points in cases.items():
+        result = ff.get(key)
+        for point, js_value in zip(points, got[key]):
+            expected = np.asarray(result.numpy(*point), dtype=float)
+            js = np.asarray(js_value, dtype=float)
+            np.testing.assert_allclose(js, expected, rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=f"{key} at {point}")

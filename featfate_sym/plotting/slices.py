@@ -56,7 +56,7 @@ def slices(
     res = style.resolution(quick)
     gamma = gamma_line(res["line_points"])
     _, variable = PROCEDURES[kind]
-    fig = Figure(figsize=(5.6, 4.0))
+    fig = Figure(figsize=(7.4, 4.0))
     ax = fig.subplots()
     ax.axhline(0.0, color="0.6", lw=0.8)
     ax.axvline(1.0, color="0.8", lw=0.8, ls=":")
@@ -85,5 +85,5 @@ def slices(
     ax.set_ylabel(style.LABELS[f"T_{kind}"])
     extra = rf", $\lambda={lam:g}$" if kind == "lt" else rf", $L={L:d}$"
     ax.set_title(rf"$\sigma={sigma:g}${extra}")
-    ax.legend(loc="best")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside: the peak fills the top
     return fig

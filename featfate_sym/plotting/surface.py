@@ -33,7 +33,7 @@ def surface(sigma: float = 0.2, lam: float = 0.0, L: int = 2, kind: str = "lt", 
     ax.set_xlabel(style.LABELS["theta"])
     ax.set_ylabel(style.LABELS["gamma"])
     ax.set_zlabel(style.LABELS[f"T_{kind}"])
-    ax.view_init(elev=28, azim=-125)
+    ax.view_init(elev=30, azim=-50)
     extra = rf", $\lambda={lam:g}$" if kind == "lt" else rf", $L={L:d}$"
     ax.set_title(rf"$\sigma={sigma:g}${extra} (clipped at $\pm{limit:.2g}$)")
     mappable = mpl.cm.ScalarMappable(norm=norm, cmap=style.DIVERGING)
