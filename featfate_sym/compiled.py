@@ -86,50 +86,85 @@ def _hyper_numpy(ap, bq, x):
 NUMPY_MODULES = [{"hyper": _hyper_numpy}, "numpy"]
 
 
-def _roots_numpy(result, args: Sequence[np.ndarray]):
-    """Solve each implicit root in order; later roots may use earlier ones."""
-    solved: list[np.ndarray] = []
-    syms = list(result.symbols)
+@dataclasses.dataclass(frozen=True)
+class _NumpyRoot:
+    """An implicit root compiled once: equation, derivative and bracket, in the
+    parameters (and earlier roots) it actually depends on."""
+
+    uses: tuple[int, ...]  # positions in (parameters + earlier roots)
+    f: Callable
+    df: Callable
+    lo: Callable
+    hi: Callable
+
+    def solve(self, values: Sequence[np.ndarray]) -> np.ndarray:
+        # solve on the broadcast shape of this root's own arguments only: on an open
+        # grid the root of (gamma, sigma, L) is not recomputed for every theta
+        own = np.broadcast_arrays(*[values[i] for i in self.uses]) if self.uses else []
+        shape = own[0].shape if own else ()
+        flat = [a.ravel() for a in own]
+        lo = np.broadcast_to(np.asarray(self.lo(*flat), dtype=float), (int(np.prod(shape)),)).copy()
+        hi = np.broadcast_to(np.asarray(self.hi(*flat), dtype=float), lo.shape).copy()
+        return _newton_bracketed(self.f, self.df, flat, lo, hi).reshape(shape)
+
+
+def _compile_roots_numpy(result) -> list[_NumpyRoot]:
+    known = list(result.symbols)
+    compiled = []
     for root in result.derivation.implicit:
-        f = sp.lambdify(syms + [root.symbol], root.equation, modules=NUMPY_MODULES)
-        df = sp.lambdify(syms + [root.symbol], sp.diff(root.equation, root.symbol), modules=NUMPY_MODULES)
-        lo_f = sp.lambdify(syms, root.bracket[0], modules=NUMPY_MODULES)
-        hi_f = sp.lambdify(syms, root.bracket[1], modules=NUMPY_MODULES)
-        known = list(args) + solved
-        lo = np.broadcast_to(np.asarray(lo_f(*known[: len(syms)]), dtype=float), np.broadcast(*args).shape).copy()
-        hi = np.broadcast_to(np.asarray(hi_f(*known[: len(syms)]), dtype=float), lo.shape).copy()
-        x = _newton_bracketed(lambda v: f(*known, v), lambda v: df(*known, v), lo, hi)
-        solved.append(x)
-        syms.append(root.symbol)
-    return solved
+        free = root.equation.free_symbols | root.bracket[0].free_symbols | root.bracket[1].free_symbols
+        uses = tuple(i for i, sym in enumerate(known) if sym in free)
+        args = [known[i] for i in uses]
+
+        def fn(e, with_root=True):
+            return sp.lambdify(args + [root.symbol] if with_root else args, e, modules=NUMPY_MODULES, cse=True)
+
+        compiled.append(
+            _NumpyRoot(
+                uses,
+                fn(root.equation),
+                fn(sp.diff(root.equation, root.symbol)),
+                fn(root.bracket[0], with_root=False),
+                fn(root.bracket[1], with_root=False),
+            )
+        )
+        known.append(root.symbol)
+    return compiled
 
 
-def _newton_bracketed(f, df, lo, hi, iterations: int = 200):
-    """Vectorised Newton iteration kept inside ``[lo, hi]`` by bisection.
+def _newton_bracketed(f, df, args, lo, hi, iterations: int = 200):
+    """Vectorised Newton iteration for ``f(*args, x) = 0`` kept inside ``[lo, hi]`` by
+    bisection; ``args``, ``lo``, ``hi`` are flat arrays of one length.
 
-    Assumes a sign change on the bracket; points without one come back as NaN.
+    Only the points not yet converged are iterated, and a converged point stops moving,
+    so each point follows the same iterates alone or in a batch (vectorised equals
+    pointwise, bit for bit).  Assumes a sign change on the bracket; points without one
+    come back as NaN.
     """
-    flo, fhi = f(lo) * np.ones_like(lo), f(hi) * np.ones_like(hi)
+    n = lo.shape[0]
+    full = [np.broadcast_to(a, (n,)) for a in args]
+    flo = np.broadcast_to(f(*full, lo), (n,))
+    fhi = np.broadcast_to(f(*full, hi), (n,))
     valid = np.isfinite(flo) & np.isfinite(fhi) & (np.sign(flo) * np.sign(fhi) <= 0)
     increasing = fhi >= flo
     x = hi.copy()
-    # a point stops moving once it has converged, so that its value does not depend on
-    # the other points of the batch (vectorised == pointwise, bit for bit)
-    frozen = ~valid
+    idx = np.flatnonzero(valid)
     for _ in range(iterations):
-        fx = f(x) * np.ones_like(x)
-        dfx = df(x) * np.ones_like(x)
-        above = (fx > 0) == increasing
-        hi = np.where(above, x, hi)
-        lo = np.where(above, lo, x)
-        newton = x - fx / dfx
-        inside = np.isfinite(newton) & (newton > lo) & (newton < hi)
-        x_new = np.where(inside, newton, 0.5 * (lo + hi))
-        converged = np.abs(x_new - x) <= 4 * np.finfo(float).eps * np.abs(x_new)
-        x = np.where(frozen, x, x_new)
-        frozen = frozen | converged
-        if np.all(frozen):
+        if idx.size == 0:
             break
+        sub = [a[idx] for a in full]
+        xi, lo_i, hi_i = x[idx], lo[idx], hi[idx]
+        fx = np.broadcast_to(f(*sub, xi), xi.shape)
+        dfx = np.broadcast_to(df(*sub, xi), xi.shape)
+        above = (fx > 0) == increasing[idx]
+        hi_i = np.where(above, xi, hi_i)
+        lo_i = np.where(above, lo_i, xi)
+        newton = xi - fx / dfx
+        inside = np.isfinite(newton) & (newton > lo_i) & (newton < hi_i)
+        x_new = np.where(inside, newton, 0.5 * (lo_i + hi_i))
+        converged = np.abs(x_new - xi) <= 4 * np.finfo(float).eps * np.abs(x_new)
+        x[idx], lo[idx], hi[idx] = x_new, lo_i, hi_i
+        idx = idx[~converged]
     return np.where(valid, x, np.nan)
 
 
@@ -138,18 +173,21 @@ def compile_numpy(result) -> CompiledFunction:
     roots = [r.symbol for r in result.derivation.implicit]
     expr = stabilise(result.expr)
     vector = is_vector(expr)
-    main = sp.lambdify(syms + roots, list(expr) if vector else expr, modules=NUMPY_MODULES)
+    main = sp.lambdify(syms + roots, list(expr) if vector else expr, modules=NUMPY_MODULES, cse=True)
+    compiled_roots = _compile_roots_numpy(result)
 
     def call(*args):
         if len(args) != len(syms):
             raise TypeError(f"{result.key} takes {len(syms)} arguments ({', '.join(result.param_names)})")
-        # broadcast first: Piecewise conditions combine with logical_and.reduce, which
-        # needs equal shapes
-        arrays = list(np.broadcast_arrays(*[np.asarray(a, dtype=float) for a in args]))
+        arrays = [np.asarray(a, dtype=float) for a in args]
         with np.errstate(all="ignore"):
-            solved = _roots_numpy(result, arrays) if roots else []
-            out = main(*arrays, *solved)
-            shape = np.broadcast(*arrays).shape if arrays else ()
+            solved: list[np.ndarray] = []
+            for root in compiled_roots:
+                solved.append(root.solve(arrays + solved))
+            # broadcast before the main expression: Piecewise conditions combine with
+            # logical_and.reduce, which needs equal shapes
+            out = main(*np.broadcast_arrays(*arrays, *solved))
+            shape = np.broadcast_shapes(*[a.shape for a in arrays]) if arrays else ()
             if vector:
                 # components stacked on a leading axis: out[i] is component i
                 out = np.stack([np.broadcast_to(np.asarray(o, dtype=float), shape) for o in out])
