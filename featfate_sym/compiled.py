@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 import mpmath
 import numpy as np
 import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
 from sympy.codegen.rewriting import ReplaceOptim, optimize, optims_c99
 
 _one_minus_cos = ReplaceOptim(
@@ -82,6 +83,33 @@ def _hyper_numpy(ap, bq, x):
     return hyp2f1(a, b, c, x)
 
 
+class _BroadcastingPrinter(NumPyPrinter):
+    """NumPy printer whose ``And``/``Or`` broadcast their operands.
+
+    SymPy prints ``And(a, b)`` as ``logical_and.reduce((a, b))``, which fails unless the
+    operands have one shape; nested binary calls broadcast, so open grids (``gamma`` as a
+    column, ``theta`` as a row) are evaluated without materialising the full product.
+    """
+
+    def _nested(self, func, expr):
+        name = self._module_format(f"{self._module}.{func}")
+        args = [self._print(a) for a in expr.args]
+        out = args[0]
+        for arg in args[1:]:
+            out = f"{name}({out}, {arg})"
+        return out
+
+    def _print_And(self, expr):
+        return self._nested("logical_and", expr)
+
+    def _print_Or(self, expr):
+        return self._nested("logical_or", expr)
+
+
+def _lambdify_numpy(args, expr):
+    return sp.lambdify(args, expr, modules=NUMPY_MODULES, printer=_BroadcastingPrinter, cse=True)
+
+
 #: lambdify modules for float64: NumPy, plus the special functions NumPy lacks
 NUMPY_MODULES = [{"hyper": _hyper_numpy}, "numpy"]
 
@@ -117,7 +145,7 @@ def _compile_roots_numpy(result) -> list[_NumpyRoot]:
         args = [known[i] for i in uses]
 
         def fn(e, with_root=True):
-            return sp.lambdify(args + [root.symbol] if with_root else args, e, modules=NUMPY_MODULES, cse=True)
+            return _lambdify_numpy(args + [root.symbol] if with_root else args, e)
 
         compiled.append(
             _NumpyRoot(
@@ -173,7 +201,7 @@ def compile_numpy(result) -> CompiledFunction:
     roots = [r.symbol for r in result.derivation.implicit]
     expr = stabilise(result.expr)
     vector = is_vector(expr)
-    main = sp.lambdify(syms + roots, list(expr) if vector else expr, modules=NUMPY_MODULES, cse=True)
+    main = _lambdify_numpy(syms + roots, list(expr) if vector else expr)
     compiled_roots = _compile_roots_numpy(result)
 
     def call(*args):
@@ -184,9 +212,7 @@ def compile_numpy(result) -> CompiledFunction:
             solved: list[np.ndarray] = []
             for root in compiled_roots:
                 solved.append(root.solve(arrays + solved))
-            # broadcast before the main expression: Piecewise conditions combine with
-            # logical_and.reduce, which needs equal shapes
-            out = main(*np.broadcast_arrays(*arrays, *solved))
+            out = main(*arrays, *solved)
             shape = np.broadcast_shapes(*[a.shape for a in arrays]) if arrays else ()
             if vector:
                 # components stacked on a leading axis: out[i] is component i
