@@ -106,12 +106,22 @@ class _BroadcastingPrinter(NumPyPrinter):
         return self._nested("logical_or", expr)
 
 
-def _lambdify_numpy(args, expr):
-    return sp.lambdify(args, expr, modules=NUMPY_MODULES, printer=_BroadcastingPrinter, cse=True)
-
-
 #: lambdify modules for float64: NumPy, plus the special functions NumPy lacks
 NUMPY_MODULES = [{"hyper": _hyper_numpy}, "numpy"]
+
+
+def _lambdify_numpy(args, expr):
+    # the settings lambdify gives its own printer, with the dict module's names as
+    # user functions
+    printer = _BroadcastingPrinter(
+        {
+            "fully_qualified_modules": False,
+            "inline": True,
+            "allow_unknown_functions": True,
+            "user_functions": {name: name for name in NUMPY_MODULES[0]},
+        }
+    )
+    return sp.lambdify(args, expr, modules=NUMPY_MODULES, printer=printer, cse=True)
 
 
 @dataclasses.dataclass(frozen=True)
