@@ -144,6 +144,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="only this precision")
+    parser.add_argument("--conv-dim", type=int, default=None, help="d of the steps-to-converge runs")
+    parser.add_argument("--conv-cap", type=int, default=None, help="step cap of the steps-to-converge runs")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -151,6 +153,8 @@ def main(argv=None) -> int:
         dim, reps, ns, steps, conv_dim, conv_reps, cap = 100, 5, (50, 100, 200), 20, 100, 3, 20_000
     else:
         dim, reps, ns, steps, conv_dim, conv_reps, cap = 500, 20, (250, 500, 1000), 50, 500, 5, 60_000
+    conv_dim = args.conv_dim or conv_dim
+    cap = args.conv_cap or cap
     dtypes = [args.dtype] if args.dtype else ["float32", "float64"]
 
     print(f"# per-step time, L = 2, d = {dim}, {reps} replicates, {args.threads} thread(s)")
