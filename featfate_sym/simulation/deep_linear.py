@@ -127,14 +127,18 @@ def pretrain(
     """Gradient descent from small initialisation on the source loss (population loss
     from :func:`tasks.population_data`, or a finite source sample)."""
     opts = options.resolved(dtype)
-    replicates, dim = source_data.sxy.shape
+    return _descend_from_small_init(source_data, depth, generator, opts, opts.pretrain_tol, device, dtype)
+
+
+def _descend_from_small_init(data, depth, generator, opts, tol, device, dtype):
+    replicates, dim = data.sxy.shape
     weights = _to(
         small_init(replicates, dim, depth, generator, width=opts.width, scale=opts.init_scale), device, dtype
     )
     run = gradient_descent(
         weights,
-        tasks.to_device(source_data, device, dtype),
-        tol=opts.pretrain_tol,
+        tasks.to_device(data, device, dtype),
+        tol=tol,
         max_steps=opts.max_steps,
         step_scale=opts.step_scale,
         check_every=opts.check_every,
@@ -153,19 +157,7 @@ def train_scratch(
 ) -> tuple[list[torch.Tensor], DescentResult]:
     """All layers from a fresh small initialisation on the target loss."""
     opts = options.resolved(dtype)
-    replicates, dim = data.sxy.shape
-    weights = _to(
-        small_init(replicates, dim, depth, generator, width=opts.width, scale=opts.init_scale), device, dtype
-    )
-    run = gradient_descent(
-        weights,
-        tasks.to_device(data, device, dtype),
-        tol=opts.tol,
-        max_steps=opts.max_steps,
-        step_scale=opts.step_scale,
-        check_every=opts.check_every,
-    )
-    return weights, run
+    return _descend_from_small_init(data, depth, generator, opts, opts.tol, device, dtype)
 
 
 def fine_tune(

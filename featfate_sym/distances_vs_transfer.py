@@ -1,0 +1,332 @@
+"""Data-centric distances against transferability: numerics of the comparison.
+
+Model (SPEC section 1 and "Data-centric distances do not predict transfer"; paper v1
+Thm 2.2, v2 appendix): both tasks draw ``x ~ N(0, I_d)`` and label it with
+``y | x ~ N(beta . x, sigma^2)``; the source teacher ``beta_s`` is a unit vector and the
+target teacher is ``beta_t = a (cos theta beta_s + sin theta beta_perp)``, a scale
+``a > 0`` times a unit vector at angle ``theta``.  ``a = 1`` is the paper's family of
+unit teachers (the registry's ``metrics.kl``, ``metrics.w2`` and ``lt.transferability``);
+``theta = 0`` is the counterexample family ``beta_t = a beta_s``, inside the span of the
+pretrained feature ``beta_s . x``.
+
+Distances (computed numerically from the Gaussian definitions, in the three coordinates
+that carry them: the plane of the teachers and the label; the other directions of ``x``
+have identical laws under both tasks and drop out):
+
+- KL of the joint laws = average over ``x`` of the KL of the conditional Gaussians
+  (chain rule; the ``x`` marginals agree) ``= E_x[(f - g)^2] / (2 sigma^2)``, with the
+  second moment taken against the covariance of ``x``;
+- W2^2 (squared, as the registry's ``metrics.w2``) between the centred joint Gaussians
+  by the Bures formula ``tr S_s + tr S_t - 2 tr (S_s^(1/2) S_t S_s^(1/2))^(1/2)``
+  (Dowson & Landau 1982), square roots of symmetric positive semi-definite matrices
+  taken by symmetric eigendecomposition.
+
+Transferability for the scaled target, from the registry.  Both estimators are linear in
+the labels: the min-norm scratch fit of ``y = a beta . x + eps`` is ``a`` times the fit of
+``y / a = beta . x + eps / a``, and so is the ridge readout on frozen features.  Their
+excess risks therefore scale exactly as ``R(a, sigma) = a^2 R(1, sigma / a)``, and
+``T(gamma, theta, a, sigma, lam) = a^2 T_lt(gamma, theta, sigma / a, lam)`` with
+``T_lt = lt.transferability`` (proportional limit, Thms 3.6-3.8).  For the counterexample
+``theta = 0``, ``lam = 0``: ``R_lt = a^2 lt.risk(0, 0) = 0`` -- refitting the readout on
+the feature ``beta_s . x`` recovers ``a beta_s`` exactly -- while KL ``= (a - 1)^2 /
+(2 sigma^2)`` and W2 grow without bound in ``a``.
+
+Nothing here prints or draws; :mod:`featfate_sym.plotting.distances` draws the figure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+import featfate_sym as ff
+
+__all__ = [
+    "DistanceGrid",
+    "RankCorrelation",
+    "TaskPair",
+    "Task",
+    "PAPER_GAMMAS",
+    "PAPER_THETAS",
+    "correlation_table",
+    "counterexample_family",
+    "kl_divergence",
+    "lt_risk",
+    "nearer_but_worse_pair",
+    "rank_correlations",
+    "scale_angle_grid",
+    "theta_gamma_grid",
+    "transferability",
+    "w2_squared",
+]
+
+#: the paper's grids (SPEC section 4): gamma in {0.1, ..., 2.0} without the scratch
+#: peak gamma = 1 (T = +oo there when sigma > 0), theta/(pi/2) in {0.05, ..., 1.0}
+PAPER_GAMMAS = np.array([g / 10 for g in range(1, 21) if g != 10])
+PAPER_THETAS = np.arange(1, 21) * (np.pi / 2) / 20
+
+
+# --- validation ------------------------------------------------------------------------
+def _array(name: str, value, *, lower: float, lower_open: bool, upper: float = np.inf) -> np.ndarray:
+    arr = np.asarray(value, dtype=float)
+    bad = ~np.isfinite(arr) | (arr <= lower if lower_open else arr < lower) | (arr > upper)
+    if np.any(bad):
+        first = arr[bad].flat[0]
+        side = ">" if lower_open else ">="
+        raise ValueError(f"parameter {name} must be finite, {side} {lower:g} and <= {upper:g} (got {first!r})")
+    return arr
+
+
+def _theta(theta) -> np.ndarray:
+    return _array("theta", theta, lower=0.0, lower_open=False, upper=np.pi)
+
+
+def _scale(scale) -> np.ndarray:
+    return _array("scale", scale, lower=0.0, lower_open=True)
+
+
+# --- the reduced Gaussian model ----------------------------------------------------------
+def _teachers(theta: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """beta_s = (1, 0) and beta_t = a (cos theta, sin theta) in the plane of the teachers,
+    stacked on a trailing axis of length 2."""
+    theta, scale = np.broadcast_arrays(theta, scale)
+    source = np.stack([np.ones_like(theta), np.zeros_like(theta)], axis=-1)
+    target = scale[..., None] * np.stack([np.cos(theta), np.sin(theta)], axis=-1)
+    return source, target
+
+
+def _joint_covariance(beta: np.ndarray, noise_var: np.ndarray) -> np.ndarray:
+    """Covariance of (x_1, x_2, y) with x ~ N(0, I_2), y = beta . x + N(0, sigma^2)."""
+    shape = beta.shape[:-1]
+    cov = np.zeros(shape + (3, 3))
+    cov[..., :2, :2] = np.eye(2)
+    cov[..., :2, 2] = beta
+    cov[..., 2, :2] = beta
+    cov[..., 2, 2] = np.sum(beta**2, axis=-1) + noise_var
+    return cov
+
+
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    """Square root of a stack of symmetric positive semi-definite matrices (eigh; the
+    tiny negative eigenvalues of rounding are clipped to zero)."""
+    values, vectors = np.linalg.eigh(matrix)
+    root = np.sqrt(np.clip(values, 0.0, None))
+    return (vectors * root[..., None, :]) @ np.swapaxes(vectors, -1, -2)
+
+
+def kl_divergence(theta, scale, noise_std) -> np.ndarray:
+    """``KL(p_s || p_t)`` between the joint laws of ``(x, y)`` for the source task and the
+    target ``beta_t = scale * (cos theta, sin theta)``: ``E_x[((beta_s - beta_t) . x)^2] /
+    (2 sigma^2)`` (chain rule; the conditional laws are Gaussians of equal variance).
+
+    Exact for the linear-Gaussian tasks at any ``d``; needs ``noise_std > 0``.
+    """
+    theta, scale = _theta(theta), _scale(scale)
+    sigma = _array("noise_std", noise_std, lower=0.0, lower_open=True)
+    source, target = _teachers(theta, scale)
+    difference = source - target
+    cov_x = np.eye(2)  # x ~ N(0, I): the second moment of (beta_s - beta_t) . x
+    second_moment = np.einsum("...i,ij,...j->...", difference, cov_x, difference)
+    return second_moment / (2.0 * sigma**2)
+
+
+def w2_squared(theta, scale, noise_std) -> np.ndarray:
+    """Squared Wasserstein-2 distance between the centred joint Gaussians of ``(x, y)``
+    under the source task and the target ``beta_t = scale * (cos theta, sin theta)``
+    (Bures formula, Dowson & Landau 1982), for ``noise_std >= 0``."""
+    theta, scale = _theta(theta), _scale(scale)
+    sigma = _array("noise_std", noise_std, lower=0.0, lower_open=False)
+    source, target = _teachers(theta, scale)
+    source, target, var = np.broadcast_arrays(source, target, (sigma**2)[..., None])
+    cov_s = _joint_covariance(source, var[..., 0])
+    cov_t = _joint_covariance(target, var[..., 0])
+    root_s = _psd_sqrt(cov_s)
+    middle = root_s @ cov_t @ root_s
+    middle = (middle + np.swapaxes(middle, -1, -2)) / 2  # symmetric up to rounding
+    fidelity = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(middle), 0.0, None)), axis=-1)
+    value = np.trace(cov_s, axis1=-2, axis2=-1) + np.trace(cov_t, axis1=-2, axis2=-1) - 2.0 * fidelity
+    return np.clip(value, 0.0, None)  # rounding can leave -1e-16 at equal tasks
+
+
+def transferability(gamma, theta, scale, noise_std, lam=0.0) -> np.ndarray:
+    """``T = R_sc - R_lt`` for the target ``beta_t = scale * unit(theta)``:
+    ``scale^2 * lt.transferability(gamma, theta, noise_std / scale, lam)`` (both
+    estimators are linear in the labels; see the module docstring).  Proportional limit,
+    min-norm scratch, ridge readout on the pretrained feature."""
+    scale = _scale(scale)
+    sigma = _array("noise_std", noise_std, lower=0.0, lower_open=False)
+    gamma, theta, scale, sigma, lam = np.broadcast_arrays(
+        np.asarray(gamma, dtype=float), _theta(theta), scale, sigma, np.asarray(lam, dtype=float)
+    )
+    value = ff.get("lt.transferability").evaluate(gamma=gamma, theta=theta, sigma=sigma / scale, lam=lam)
+    return scale**2 * np.asarray(value, dtype=float)
+
+
+def lt_risk(theta, scale, lam=0.0) -> np.ndarray:
+    """Linear-transfer risk for the target ``scale * unit(theta)``: ``scale^2 *
+    lt.risk(theta, lam)`` (proportional limit; independent of ``gamma`` and noise)."""
+    scale = _scale(scale)
+    theta, scale, lam = np.broadcast_arrays(_theta(theta), scale, np.asarray(lam, dtype=float))
+    return scale**2 * np.asarray(ff.get("lt.risk").evaluate(theta=theta, lam=lam), dtype=float)
+
+
+# --- grids -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DistanceGrid:
+    """Tasks (flattened) with their distances from the source and their transferability.
+
+    ``w2`` is the squared distance W2^2.
+    """
+
+    gamma: np.ndarray
+    theta: np.ndarray
+    scale: np.ndarray
+    kl: np.ndarray
+    w2: np.ndarray
+    transfer: np.ndarray
+    noise_std: float
+    lam: float
+
+
+def _grid(gamma, theta, scale, noise_std: float, lam: float) -> DistanceGrid:
+    gamma, theta, scale = (np.ravel(a) for a in np.broadcast_arrays(gamma, theta, scale))
+    return DistanceGrid(
+        gamma=gamma,
+        theta=theta,
+        scale=scale,
+        kl=kl_divergence(theta, scale, noise_std),
+        w2=w2_squared(theta, scale, noise_std),
+        transfer=transferability(gamma, theta, scale, noise_std, lam),
+        noise_std=float(noise_std),
+        lam=float(lam),
+    )
+
+
+def theta_gamma_grid(noise_std: float = 0.2, lam: float = 0.0, thetas=PAPER_THETAS, gammas=PAPER_GAMMAS) -> DistanceGrid:
+    """Unit target teachers over the ``(theta, gamma)`` product (default: the paper's grid,
+    without ``gamma = 1``).  ``gamma = 1`` with ``noise_std > 0`` is refused: T is infinite."""
+    gammas = _array("gamma", gammas, lower=0.0, lower_open=True)
+    if noise_std > 0 and np.any(gammas == 1.0):
+        raise ValueError("parameter gamma must differ from 1 when noise_std > 0 (T = +oo on the scratch peak)")
+    th, ga = np.meshgrid(_theta(thetas), gammas)
+    return _grid(ga, th, 1.0, noise_std, lam)
+
+
+def scale_angle_grid(gamma: float = 0.5, noise_std: float = 0.2, lam: float = 0.0, thetas=PAPER_THETAS,
+                     scales=np.linspace(0.5, 2.0, 16)) -> DistanceGrid:
+    """Targets ``scale * unit(theta)`` over the ``(theta, scale)`` product at one ``gamma``
+    (the same sample size for every task)."""
+    th, sc = np.meshgrid(_theta(thetas), _scale(scales))
+    return _grid(float(gamma), th, sc, noise_std, lam)
+
+
+def counterexample_family(gamma: float = 0.5, noise_std: float = 0.2, scales=np.linspace(1.0, 3.0, 41)) -> DistanceGrid:
+    """``beta_t = a beta_s`` (``theta = 0``, ``lam = 0``): inside the pretrained feature span,
+    so ``R_lt = 0`` for every ``a``, while KL and W2 grow without bound in ``a``."""
+    return _grid(float(gamma), 0.0, _scale(scales), noise_std, 0.0)
+
+
+# --- rank correlations -----------------------------------------------------------------
+@dataclass(frozen=True)
+class RankCorrelation:
+    """Spearman's rho and Kendall's tau-b (with two-sided p-values) between a distance and T.
+
+    Were the distance to predict transfer, both would be near -1 (farther, worse)."""
+
+    spearman: float
+    spearman_p: float
+    kendall: float
+    kendall_p: float
+    n_tasks: int
+
+
+def rank_correlations(distance, transfer) -> RankCorrelation:
+    """Rank correlations between ``distance`` and ``transfer`` (same-length 1-D arrays of
+    finite values, at least 3, neither constant), by ``scipy.stats``."""
+    x, y = np.ravel(np.asarray(distance, dtype=float)), np.ravel(np.asarray(transfer, dtype=float))
+    if x.size != y.size:
+        raise ValueError(f"parameter transfer must have the length of distance ({x.size}), got {y.size}")
+    if x.size < 3:
+        raise ValueError(f"parameter distance needs at least 3 tasks (got {x.size})")
+    for name, arr in (("distance", x), ("transfer", y)):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"parameter {name} must be finite everywhere")
+        if np.all(arr == arr[0]):
+            raise ValueError(f"parameter {name} must not be constant (no ranks to correlate)")
+    rho = stats.spearmanr(x, y)
+    tau = stats.kendalltau(x, y)
+    return RankCorrelation(float(rho.statistic), float(rho.pvalue), float(tau.statistic), float(tau.pvalue), x.size)
+
+
+def correlation_table(noise_std: float = 0.2, lam: float = 0.0, gamma: float = 0.5) -> list[tuple[str, RankCorrelation, RankCorrelation]]:
+    """Rows ``(description, KL vs T, W2 vs T)`` over: the ``(theta, gamma)`` grid of unit
+    teachers; one ``gamma`` of it (where the distances do order the tasks, rho = -1); the
+    ``(theta, a)`` grid at one ``gamma``; the counterexample family ``a beta_s``."""
+    rows = []
+    full = theta_gamma_grid(noise_std, lam)
+    rows.append((f"unit teachers, (theta, gamma) paper grid, {full.kl.size} tasks", full))
+    one = theta_gamma_grid(noise_std, lam, gammas=[gamma])
+    rows.append((f"unit teachers, theta only (gamma = {gamma:g})", one))
+    scaled = scale_angle_grid(gamma, noise_std, lam)
+    rows.append((f"a * unit(theta), a in [0.5, 2], gamma = {gamma:g}", scaled))
+    family = counterexample_family(gamma, noise_std)
+    rows.append((f"counterexample a beta_s, a in [1, 3], gamma = {gamma:g}", family))
+    return [(label, rank_correlations(g.kl, g.transfer), rank_correlations(g.w2, g.transfer)) for label, g in rows]
+
+
+# --- an explicit pair -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Task:
+    """A target task ``beta_t = scale * unit(theta)`` learned from ``n = gamma d`` samples."""
+
+    gamma: float
+    theta: float
+    scale: float
+    kl: float
+    w2: float
+    transfer: float
+
+
+@dataclass(frozen=True)
+class TaskPair:
+    """``nearer`` is closer to the source in both KL and W2 yet transfers worse."""
+
+    nearer: Task
+    farther: Task
+    noise_std: float
+    lam: float
+
+
+def _task(gamma: float, theta: float, scale: float, noise_std: float, lam: float) -> Task:
+    return Task(
+        gamma=float(gamma),
+        theta=float(theta),
+        scale=float(scale),
+        kl=float(kl_divergence(theta, scale, noise_std)),
+        w2=float(w2_squared(theta, scale, noise_std)),
+        transfer=float(transferability(gamma, theta, scale, noise_std, lam)),
+    )
+
+
+def nearer_but_worse_pair(gamma: float = 0.5, noise_std: float = 0.2, theta: float = np.pi / 6,
+                          scale: float = 2.0) -> TaskPair:
+    """Two targets at the same ``gamma`` and noise, linear transfer without ridge: a unit
+    teacher at angle ``theta`` (near the source) and the in-span teacher ``scale * beta_s``
+    (far from it).  The second is farther in KL and W2 but transfers better: its readout
+    refit is exact (``R_lt = 0``) while the first pays ``sin^2 theta``.
+
+    Raises ``ValueError`` if the chosen values do not give such a pair (for example
+    ``theta`` so large that the unit teacher is the farther one).
+    """
+    _array("gamma", gamma, lower=0.0, lower_open=True)
+    _array("noise_std", noise_std, lower=0.0, lower_open=True)
+    near = _task(gamma, theta, 1.0, noise_std, 0.0)
+    far = _task(gamma, 0.0, scale, noise_std, 0.0)
+    if not (near.kl < far.kl and near.w2 < far.w2 and near.transfer < far.transfer):
+        raise ValueError(
+            f"parameters theta = {theta:g}, scale = {scale:g} at gamma = {gamma:g}, noise_std = {noise_std:g} "
+            "do not give a nearer-but-worse pair"
+        )
+    return TaskPair(near, far, float(noise_std), 0.0)
