@@ -102,6 +102,18 @@ class _BroadcastingPrinter(NumPyPrinter):
     def _print_And(self, expr):
         return self._nested("logical_and", expr)
 
+    def _print_Piecewise(self, expr):
+        # nested where(cond, value, rest) broadcasts like the operands (select would
+        # materialise every condition and value at the full shape first)
+        where = self._module_format(f"{self._module}.where")
+        out = self._module_format(f"{self._module}.nan")
+        for value, cond in reversed(expr.args):
+            if cond == sp.true:
+                out = self._print(value)
+            else:
+                out = f"{where}({self._print(cond)}, {self._print(value)}, {out})"
+        return out
+
     def _print_Or(self, expr):
         return self._nested("logical_or", expr)
 
@@ -136,14 +148,30 @@ class _NumpyRoot:
     hi: Callable
 
     def solve(self, values: Sequence[np.ndarray]) -> np.ndarray:
-        # solve on the broadcast shape of this root's own arguments only: on an open
-        # grid the root of (gamma, sigma, L) is not recomputed for every theta
-        own = np.broadcast_arrays(*[values[i] for i in self.uses]) if self.uses else []
-        shape = own[0].shape if own else ()
-        flat = [a.ravel() for a in own]
-        lo = np.broadcast_to(np.asarray(self.lo(*flat), dtype=float), (int(np.prod(shape)),)).copy()
+        # solve on the broadcast shape of this root's own arguments only (on an open grid
+        # the root of (gamma, sigma, L) is not recomputed for every theta), and only once
+        # per distinct argument tuple (a dense grid repeats each gamma along theta)
+        args = [values[i] for i in self.uses]
+        shape = np.broadcast_shapes(*[a.shape for a in args]) if args else ()
+        # an argument passed as a full array of one value counts as a scalar
+        args = [a.ravel()[:1] if a.size > 1 and np.all(a == a.flat[0]) else a for a in args]
+        varying = [k for k, a in enumerate(args) if a.size > 1]
+        if varying:
+            columns = np.stack([np.broadcast_to(args[k], shape).ravel() for k in varying], axis=1)
+            if len(varying) == 1:  # the common case; 1-D unique is much faster
+                distinct, inverse = np.unique(columns[:, 0], return_inverse=True)
+                distinct = distinct[:, None]
+            else:
+                distinct, inverse = np.unique(columns, axis=0, return_inverse=True)
+        else:
+            distinct, inverse = np.zeros((1, 0)), np.zeros(1, dtype=int)
+        flat = [a.ravel() for a in args]  # scalars stay scalars
+        for j, k in enumerate(varying):
+            flat[k] = distinct[:, j]
+        lo = np.broadcast_to(np.asarray(self.lo(*flat), dtype=float), (distinct.shape[0],)).copy()
         hi = np.broadcast_to(np.asarray(self.hi(*flat), dtype=float), lo.shape).copy()
-        return _newton_bracketed(self.f, self.df, flat, lo, hi).reshape(shape)
+        roots = _newton_bracketed(self.f, self.df, flat, lo, hi)
+        return roots[inverse.ravel()].reshape(shape)
 
 
 def _compile_roots_numpy(result) -> list[_NumpyRoot]:

@@ -61,7 +61,7 @@ def distances(sigma: float = 0.2, lam: float = 0.0, gamma: float = 0.5, scale_ma
         ax.set_xlabel(_DISTANCE_LABELS[name])
         ax.set_ylabel(style.LABELS["T_lt"])
         ax.set_xlim(left=0.0)
-    axes[0].legend(loc="upper right")
+    axes[0].legend(loc="center right")
     axes[0].set_title(rf"unit teachers, $\theta\in(0,\pi/2]$; $\sigma={sigma:g}$, $\lambda={lam:g}$")
     axes[1].set_title("same tasks, Wasserstein-2")
     bar = fig.colorbar(dots, ax=axes[:2], shrink=0.9, pad=0.01)
