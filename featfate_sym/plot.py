@@ -34,6 +34,7 @@ NAMES = (
     "finite-source",
     "vs-tuned-scratch",
     "kl",
+    "distances",
 )
 
 #: figure-specific defaults where they differ from the general ones
@@ -102,8 +103,8 @@ def _check(args) -> list[str]:
             raise _UsageError(f"--gamma-s must be > 0 (got {gamma_s:g})")
     if not (math.isfinite(args.sigma_s) and args.sigma_s >= 0):
         raise _UsageError(f"--sigma-s must be >= 0 (got {args.sigma_s:g})")
-    if "kl" in names and args.sigma and min(args.sigma) == 0:
-        raise _UsageError("--sigma must be > 0 for the kl figure (KL diverges without noise)")
+    if ("kl" in names or "distances" in names) and args.sigma and min(args.sigma) == 0:
+        raise _UsageError("--sigma must be > 0 for the kl and distances figures (KL diverges without noise)")
     if args.results is not None and not args.results.is_file():
         raise _UsageError(f"--results: no such file {args.results}")
     return names
@@ -133,6 +134,9 @@ def jobs(name: str, args) -> list[tuple[str, dict]]:
             if name == "slices" and args.theta:
                 kw["thetas"] = tuple(args.theta)
             out.append((f"{name}-{args.kind}_{tag(params)}", kw))
+        elif name == "distances":
+            out.append((f"{name}_{tag([('sigma', sigma), ('lam', args.lam), ('gamma', args.gamma)])}",
+                        {"sigma": sigma, "lam": args.lam, "gamma": args.gamma}))
         elif name == "ridge":
             theta = args.theta[0] if args.theta else math.pi / 8
             out.append((f"{name}_{tag([('gamma', args.gamma), ('theta', theta), ('sigma', sigma)])}",

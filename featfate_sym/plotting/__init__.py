@@ -7,6 +7,7 @@ command ``python -m featfate_sym.plot`` renders them to files.
 """
 
 from featfate_sym.plotting.curves import kl, ridge, scratch
+from featfate_sym.plotting.distances import distances as distances_figure
 from featfate_sym.plotting.phase import finite_source, ft_phase, lt_boundary_curves, lt_phase, vs_tuned_scratch
 from featfate_sym.plotting.slices import slices
 from featfate_sym.plotting.style import figure_style, save
@@ -23,6 +24,7 @@ FIGURES = {
     "finite-source": finite_source,
     "vs-tuned-scratch": vs_tuned_scratch,
     "kl": kl,
+    "distances": distances_figure,
 }
 
 #: registry results each figure needs
@@ -36,11 +38,13 @@ REQUIRES = {
     "finite-source": ("ft.transferability_finite_source",),
     "vs-tuned-scratch": ("lt.transferability", "lt.boundary", "scratch.risk_optimal_ridge", "lt.risk"),
     "kl": ("lt.transferability", "metrics.kl"),
+    "distances": ("lt.transferability", "lt.risk", "metrics.kl", "metrics.w2"),
 }
 
 __all__ = [
     "FIGURES",
     "REQUIRES",
+    "distances_figure",
     "figure_style",
     "finite_source",
     "ft_phase",
