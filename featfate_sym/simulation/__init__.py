@@ -22,6 +22,7 @@ from featfate_sym.simulation.monitors import (
     feature_spectrum,
 )
 from featfate_sym.simulation.readout import ReadoutFit, refit_readout
+from featfate_sym.simulation.ridge_baseline import RidgeBaseline, default_lam_grid, simulate_ridge_baseline
 from featfate_sym.simulation.tasks import (
     RegressionData,
     Teachers,
@@ -40,6 +41,9 @@ from featfate_sym.simulation.training import (
 )
 
 __all__ = [
+    "RidgeBaseline",
+    "default_lam_grid",
+    "simulate_ridge_baseline",
     "DescentResult",
     "DivergenceError",
     "DriftMonitor",
