@@ -28,7 +28,7 @@ QUICK_ARGS = {"scratch": {"sigmas": (0.0, 0.2)}, "ft-phase": {"sigma": 1.0, "L":
 def _need(name):
     missing = [k for k in REQUIRES[name] if k not in ff.keys()]
     if missing:
-        pytest.skip(f"{name} needs unregistered results {missing}")
+        pytest.fail(f"{name} needs unregistered results {missing}")
 
 
 def _render(name, tmp_path, results=None, **kwargs):

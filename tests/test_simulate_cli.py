@@ -98,7 +98,6 @@ def test_dry_run_in_a_subprocess():
 
 
 def test_tiny_real_run_resume_and_mismatch(tmp_path, capsys):
-    pytest.importorskip("featfate_sym.simulation")
     out = tmp_path / "tiny"
     args = ["--gamma", "0.5,1.5", "--theta", "pi/4", "--sigma", "0.2", "--d", "12", "--replicates", "2"]
     done = run_cli(*args, "--workers", "1", "--quiet", "--out", str(out))
