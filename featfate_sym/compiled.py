@@ -40,6 +40,49 @@ def stabilise(expr: sp.Basic) -> sp.Basic:
     return optimize(expr, [*optims_c99, _one_minus_cos])
 
 
+def _infinite(value: sp.Basic) -> bool:
+    return value.has(sp.oo, -sp.oo, sp.zoo, sp.nan)
+
+
+def _separate(pw: sp.Piecewise) -> sp.Basic:
+    """``Piecewise((A_i + B, c_i), ...)`` as ``Piecewise((A_i, c_i), ...) + B`` when every
+    finite branch shares an additive part ``B`` free of the conditions' symbols.
+
+    The branches then depend only on the symbols the conditions test (for
+    ``lt.transferability``: the scratch risk in ``gamma, sigma``), and ``B`` (the transfer
+    risk in ``theta, lam``) is computed once on its own broadcast shape instead of inside
+    every branch on the full grid.  ``A_i`` is the branch at a reference point of the
+    other symbols; the split is kept only if SymPy proves ``v_i - A_i`` equal across
+    branches and free of the conditions' symbols.  Infinite branches stay as they are
+    (``oo + B = oo`` for finite ``B``).
+    """
+    tested = set().union(*[cond.free_symbols for _, cond in pw.args])
+    finite = [value for value, _ in pw.args if not _infinite(value)]
+    others = set().union(*[v.free_symbols for v in finite]) - tested
+    if len(finite) < 2 or not others:
+        return pw
+    for ref in (0, 1):
+        parts = [v.subs({s: ref for s in others}) for v in finite]
+        if not any(_infinite(a) for a in parts):
+            break
+    else:
+        return pw
+    common = sp.simplify(finite[0] - parts[0])
+    if common == 0 or common.free_symbols & tested or _infinite(common):
+        return pw
+    if any(sp.simplify(v - a - common) != 0 for v, a in zip(finite[1:], parts[1:])):
+        return pw
+    branches = iter(parts)
+    return sp.Piecewise(*[(value if _infinite(value) else next(branches), cond) for value, cond in pw.args]) + common
+
+
+def separate_piecewise(expr: sp.Basic) -> sp.Basic:
+    """Pull the parts shared by all branches out of every ``Piecewise`` in ``expr``."""
+    if is_vector(expr):
+        return sp.Tuple(*[separate_piecewise(e) for e in expr])
+    return expr.replace(lambda e: isinstance(e, sp.Piecewise), _separate)
+
+
 def is_vector(expr: sp.Basic) -> bool:
     """Vector-valued results (a ``Tuple`` or ``Matrix``) evaluate to a stacked array."""
     return isinstance(expr, (sp.Tuple, sp.MatrixBase))
@@ -226,7 +269,9 @@ def _newton_bracketed(f, df, args, lo, hi, iterations: int = 200):
         hi_i = np.where(above, xi, hi_i)
         lo_i = np.where(above, lo_i, xi)
         newton = xi - fx / dfx
-        inside = np.isfinite(newton) & (newton > lo_i) & (newton < hi_i)
+        # closed bracket: at the root the Newton step rounds to the iterate itself, which
+        # is also a bracket end; an open test would throw it away for a bisection step
+        inside = np.isfinite(newton) & (newton >= lo_i) & (newton <= hi_i)
         x_new = np.where(inside, newton, 0.5 * (lo_i + hi_i))
         converged = np.abs(x_new - xi) <= 4 * np.finfo(float).eps * np.abs(x_new)
         x[idx], lo[idx], hi[idx] = x_new, lo_i, hi_i
@@ -237,7 +282,7 @@ def _newton_bracketed(f, df, args, lo, hi, iterations: int = 200):
 def compile_numpy(result) -> CompiledFunction:
     syms = list(result.symbols)
     roots = [r.symbol for r in result.derivation.implicit]
-    expr = stabilise(result.expr)
+    expr = stabilise(separate_piecewise(result.expr))
     vector = is_vector(expr)
     main = _lambdify_numpy(syms + roots, list(expr) if vector else expr)
     compiled_roots = _compile_roots_numpy(result)
@@ -254,10 +299,15 @@ def compile_numpy(result) -> CompiledFunction:
             shape = np.broadcast_shapes(*[a.shape for a in arrays]) if arrays else ()
             if vector:
                 # components stacked on a leading axis: out[i] is component i
-                out = np.stack([np.broadcast_to(np.asarray(o, dtype=float), shape) for o in out])
-            else:
-                out = np.broadcast_to(np.asarray(out, dtype=float), shape)
-        return out[()] if out.ndim == 0 else np.array(out)
+                return np.stack([np.broadcast_to(np.asarray(o, dtype=float), shape) for o in out])
+            out = np.asarray(out, dtype=float)
+        if shape == ():
+            return out[()]
+        # a fresh array of the full shape is returned as it is; a smaller one (a result
+        # constant along some argument) or one that may be a caller's input is copied
+        if out.shape != shape or any(np.may_share_memory(out, a) for a in arrays):
+            out = np.broadcast_to(out, shape).copy()
+        return out
 
     return CompiledFunction(result.key, expr, result.param_names, "numpy", call)
 
@@ -279,7 +329,7 @@ def _newton_bracketed_mp(f, df, lo, hi, iterations: int = 500):
             lo = x
         d = df(x)
         newton = x - fx / d if d != 0 else hi
-        x_new = newton if lo < newton < hi else (lo + hi) / 2
+        x_new = newton if lo <= newton <= hi else (lo + hi) / 2
         if abs(x_new - x) <= tol * abs(x_new):
             return x_new
         x = x_new
