@@ -49,6 +49,7 @@ __all__ = [
     "TaskPair",
     "Task",
     "PAPER_GAMMAS",
+    "bl_lower_bound",
     "PAPER_THETAS",
     "correlation_table",
     "counterexample_family",
@@ -148,6 +149,40 @@ def w2_squared(theta, scale, noise_std) -> np.ndarray:
     fidelity = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(middle), 0.0, None)), axis=-1)
     value = np.trace(cov_s, axis1=-2, axis2=-1) + np.trace(cov_t, axis1=-2, axis2=-1) - 2.0 * fidelity
     return np.clip(value, 0.0, None)  # rounding can leave -1e-16 at equal tasks
+
+
+def bl_lower_bound(theta, noise_std) -> np.ndarray:
+    """Lower bound on Dudley's bounded-Lipschitz distance between the source and target
+    joint laws, unit teachers at angle ``theta``: the registry's ``metrics.bl_lower``
+    (the expectation gap of the admissible test function ``cos(omega e.z)/(1 + omega)``)
+    maximised over the frequency ``omega > 0`` and direction angle ``phi in [0, pi/2]``.
+
+    The maximum is found on a grid (``log omega`` in ``[-3, 3]``, 121 points; ``phi``,
+    91 points) refined by bounded L-BFGS-B from the best grid point; the result is a
+    valid lower bound whatever the optimiser's accuracy (it is the value at a point).
+    The distance itself is at most 2, and at most ``W1 <= W2``.
+    """
+    from scipy import optimize
+
+    theta = _theta(theta)
+    sigma = _array("noise_std", noise_std, lower=0.0, lower_open=False)
+    theta, sigma = np.broadcast_arrays(theta, sigma)
+    bound = ff.get("metrics.bl_lower").numpy
+    log_omega = np.linspace(-3.0, 3.0, 121)[:, None]
+    phi = np.linspace(0.0, np.pi / 2, 91)[None, :]
+    out = np.empty(theta.shape)
+    for idx in np.ndindex(theta.shape):
+        t, s = float(theta[idx]), float(sigma[idx])
+        values = bound(t, s, np.exp(log_omega), phi)
+        i, j = np.unravel_index(np.argmax(values), values.shape)
+
+        def negative(v, t=t, s=s):
+            return -float(bound(t, s, np.exp(v[0]), v[1]))
+
+        best = optimize.minimize(negative, [log_omega[i, 0], phi[0, j]], method="L-BFGS-B",
+                                 bounds=[(-6.0, 6.0), (0.0, np.pi / 2)])
+        out[idx] = max(float(values[i, j]), -float(best.fun))
+    return out
 
 
 def transferability(gamma, theta, scale, noise_std, lam=0.0) -> np.ndarray:

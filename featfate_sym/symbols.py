@@ -71,6 +71,12 @@ z = sp.Symbol("z")
 #: Stieltjes transform value
 m = sp.Symbol("m")
 
+# --- test functions of the bounded-Lipschitz (Dudley) metric ---------------------
+#: frequency of the test function ``cos(omega e . z) / (1 + omega)``
+omega = sp.Symbol("omega", real=True, positive=True)
+#: angle of the test direction ``e`` in the plane of ``beta_s - beta_t`` and the label
+phi = sp.Symbol("phi", real=True, nonnegative=True)
+
 # --- two-layer ReLU networks (arc-cosine kernel) -----------------------------------
 #: norm of the first weight vector ``|w|``
 r1 = sp.Symbol("r1", real=True, positive=True)

@@ -198,3 +198,82 @@ def test_w2_is_the_cost_of_an_optimal_map(degrees, noise):
         residual = mpmath.eye(3) - transport
         cost = sum((residual * s_s * residual.T)[i, i] for i in range(3))
         assert abs(mpmath.re(cost) - get("metrics.w2").mpmath(angle, noise_mp)) < mpmath.mpf(10) ** -40
+
+
+# -- bounded-Lipschitz (Dudley) lower bound ---------------------------------------------------
+def test_bl_lower_bound_registered():
+    r = get("metrics.bl_lower")
+    assert r.family == "distances" and r.status is registry.Status.EXACT
+    assert r.param_names == ("theta", "sigma", "omega", "phi")
+    assert r.derivation.extras["upper_bound"] == 2
+
+
+def test_bl_lower_bound_is_the_expectation_gap_of_its_test_function_monte_carlo(seed):
+    """The test function's expectation under each task, sampled in the full input space
+    (d = 6, no reduction to the plane), paired through common x and noise.  Two-sided
+    z-test, family-wise false-alarm rate 1e-3 (Bonferroni over the points)."""
+    rng = np.random.default_rng(seed)
+    dim, draws = 6, 200_000
+    points = [(40.0, 0.2, 1.5, 0.8), (90.0, 1.0, 0.7, 0.5), (170.0, 0.5, 2.5, 1.2)]
+    z_crit = float(stats.norm.isf(1e-3 / (2 * len(points))))
+    for degrees, noise, freq, angle_phi in points:
+        angle = math.radians(degrees)
+        beta_s = np.zeros(dim)
+        beta_s[0] = 1.0
+        beta_t = np.zeros(dim)
+        beta_t[0], beta_t[1] = math.cos(angle), math.sin(angle)
+        v = (beta_s - beta_t) / np.linalg.norm(beta_s - beta_t)  # the v direction of (u, v, y)
+        x = rng.standard_normal((draws, dim))
+        eps = noise * rng.standard_normal(draws)
+
+        def f(y):
+            return np.cos(freq * (math.cos(angle_phi) * (x @ v) + math.sin(angle_phi) * y)) / (1 + freq)
+
+        gap = f(x @ beta_t + eps) - f(x @ beta_s + eps)
+        expected = get("metrics.bl_lower").evaluate(theta=angle, sigma=noise, omega=freq, phi=angle_phi)
+        se = gap.std(ddof=1) / math.sqrt(draws)
+        assert abs(gap.mean() - expected) <= z_crit * se, (degrees, gap.mean(), expected, se)
+        assert expected > 10 * z_crit * se  # power: the gap is resolved, not zero
+
+
+def test_bl_lower_bound_lies_below_w2_and_2():
+    """beta <= W1 <= W2 (every admissible f is 1-Lipschitz) and beta <= 2."""
+    from featfate_sym import distances_vs_transfer as dvt
+
+    angles = np.linspace(0.0, math.pi, 13)
+    for noise in (0.0, 0.2, 1.0, 3.0):
+        bound = dvt.bl_lower_bound(angles, noise)
+        w2 = np.sqrt(get("metrics.w2").numpy(angles, noise))
+        assert np.all(bound <= np.minimum(w2, 2.0) + 1e-12)
+        assert bound[0] == 0.0 and np.all(bound[1:] > 0)
+        assert np.all(np.diff(bound) > 0)  # farther teachers, larger bound
+
+
+def test_bl_lower_bound_maximises_over_test_functions(seed):
+    from featfate_sym import distances_vs_transfer as dvt
+
+    rng = np.random.default_rng(seed)
+    f = get("metrics.bl_lower").numpy
+    for angle, noise in ((0.3, 0.2), (1.2, 1.0), (2.8, 0.0)):
+        best = float(dvt.bl_lower_bound(angle, noise))
+        omegas, phis = np.exp(rng.uniform(-3, 3, 2000)), rng.uniform(0, math.pi / 2, 2000)
+        assert best >= f(angle, noise, omegas, phis).max() - 1e-12
+        assert best == pytest.approx(float(f(angle, noise, *_argmax_grid(f, angle, noise))), rel=1e-3)
+
+
+def _argmax_grid(f, angle, noise):
+    omegas, phis = np.meshgrid(np.exp(np.linspace(-3, 3, 601)), np.linspace(0, math.pi / 2, 401))
+    values = f(angle, noise, omegas, phis)
+    i = np.unravel_index(np.argmax(values), values.shape)
+    return omegas[i], phis[i]
+
+
+def test_bl_lower_bound_rejects_bad_input():
+    from featfate_sym import distances_vs_transfer as dvt
+
+    with pytest.raises(ValueError, match="noise_std"):
+        dvt.bl_lower_bound(0.3, -0.1)
+    with pytest.raises(ValueError, match="theta"):
+        dvt.bl_lower_bound(4.0, 0.2)
+    with pytest.raises(ValueError, match="phi"):
+        get("metrics.bl_lower").evaluate(theta=0.3, sigma=0.2, omega=1.0, phi=2.0)

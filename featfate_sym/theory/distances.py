@@ -16,7 +16,12 @@ Results registered (family ``distances``):
   the teachers and the label; a reflection that swaps the teachers reduces the trace of the
   matrix square root to the negative eigenvalue of a 3 x 3 matrix; it is computed from the
   largest eigenvalue (a simple root of a cubic, solved numerically in a derived bracket)
-  and Vieta's relations.
+  and Vieta's relations;
+- ``metrics.bl_lower`` -- a computable lower bound on Dudley's bounded-Lipschitz distance
+  between the same joint laws (which is itself at most 2): the gap in expectation of one
+  admissible test function ``cos(omega e . z) / (1 + omega)``, integrated by SymPy
+  against the Gaussian law of ``e . z``; maximised over ``(omega, phi)`` numerically by
+  :func:`featfate_sym.distances_vs_transfer.bl_lower_bound`.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from __future__ import annotations
 import sympy as sp
 
 from featfate_sym.registry import Derivation, ImplicitRoot, P, SpecialCase, Status, Step, register
-from featfate_sym.symbols import sigma, theta
+from featfate_sym.symbols import omega, phi, sigma, theta
 
 _FAMILY = "distances"
 _PAPER = "Tahir, Ganguli & Rotskoff, arXiv 2410.08194"
@@ -230,3 +235,104 @@ def w2() -> Derivation:
         "bracket": sp.Tuple(l_min, upper),
     }
     return Derivation(expr, steps=steps, extras=extras, implicit=implicit)
+
+
+_DUDLEY_REFERENCE = (
+    "Dudley, Real Analysis and Probability (2002), sec. 11.3: "
+    "beta(P, Q) = sup {|E_P f - E_Q f| : |f|_inf + Lip(f) <= 1}"
+)
+
+
+def _joint_covariance_uv(sign) -> sp.Matrix:
+    """Covariance of (u, v, y): u ~ beta_s + beta_t, v ~ beta_s - beta_t, the label y;
+    ``sign = +1`` for the source teacher (cos, sin)(theta/2), ``-1`` for the target."""
+    beta = sp.Matrix([sp.cos(theta / 2), sign * sp.sin(theta / 2)])
+    return sp.Matrix(sp.BlockMatrix([[sp.eye(2), beta], [beta.T, sp.Matrix([[1 + sigma**2]])]]))
+
+
+@register(
+    "metrics.bl_lower",
+    title="Lower bound on the bounded-Lipschitz (Dudley) distance between the source and target data "
+    "distributions, from one test function",
+    family=_FAMILY,
+    params=[
+        _THETA,
+        _SIGMA,
+        P(omega, "frequency of the test function cos(omega e.z)/(1 + omega)", lower=0, lower_open=True),
+        P(phi, "angle of the test direction e = (0, cos phi, sin phi) in the (v, y) plane", lower=0,
+          upper=sp.pi / 2),
+    ],
+    regime="exact for the linear-Gaussian tasks, any d (unit teachers at angle theta); a lower bound "
+    "on beta(p_s, p_t) for every omega, phi; the bound itself is maximised numerically",
+    status=Status.EXACT,
+    reference=_PAPER + ", v2 appendix (distances vs transfer); " + _DUDLEY_REFERENCE,
+    notes=(
+        "Dudley's bounded-Lipschitz distance beta(P, Q) = sup |E_P f - E_Q f| over f with "
+        "|f|_inf + Lip(f) <= 1 is at most 2 (|E_P f - E_Q f| <= 2 |f|_inf <= 2) and at most "
+        "W1 <= W2 (Lip(f) <= 1), so unlike KL it cannot grow with the task distance. The "
+        "test function f(z) = cos(omega e.z)/(1 + omega), e a unit vector, has |f|_inf = "
+        "1/(1 + omega) and Lip(f) = omega/(1 + omega): admissible. With e = (0, cos phi, "
+        "sin phi) in the coordinates (u, v, y) of metrics.w2, e.z is N(0, q) with q = e^T S e "
+        "under each task; SymPy integrates cos(omega x) against that density (the Gaussian "
+        "characteristic function exp(-q omega^2/2)). q_s - q_t = 4 sin(theta/2) sin(phi) cos(phi) "
+        ">= 0 on the domain, so the expression is the gap itself, not its absolute value. "
+        "The sup over (omega, phi) has no closed form; "
+        "featfate_sym.distances_vs_transfer.bl_lower_bound maximises it numerically."
+    ),
+    special_cases=[
+        SpecialCase("same task: 0", sp.Integer(0), {theta: 0}),
+        SpecialCase("direction along u (phi = 0 gives e = (0, 1, 0), law N(0, 1) under both): 0",
+                    sp.Integer(0), {phi: 0}),
+        SpecialCase("omega -> 0: the test function tends to a constant, 0", sp.Integer(0),
+                    {theta: sp.pi / 2, sigma: 1, phi: sp.pi / 4}, (omega, 0, "+")),
+        SpecialCase("omega -> oo: its amplitude 1/(1 + omega) vanishes, 0", sp.Integer(0),
+                    {theta: sp.pi / 2, sigma: 1, phi: sp.pi / 4}, (omega, sp.oo, "-")),
+    ],
+    singular="none: finite everywhere on the domain, between 0 and 1/(1 + omega)",
+)
+def bl_lower() -> Derivation:
+    x, f_z = sp.symbols("x f_z", real=True)
+    variance = sp.Symbol("q", positive=True)
+    z = sp.Matrix(sp.symbols("z_u z_v z_y", real=True))
+    direction = sp.Matrix([0, sp.cos(phi), sp.sin(phi)])
+    test = sp.cos(omega * (direction.T * z)[0]) / (1 + omega)
+    gradient = sp.Matrix([sp.diff(test, zi) for zi in z])
+    # |grad f| = omega |sin(.)| |e| / (1 + omega); |e| = 1 and sup |sin| = 1
+    lipschitz = sp.simplify(sp.sqrt(sp.simplify((gradient.T * gradient)[0])).subs(
+        sp.sin(omega * (direction.T * z)[0]), 1))
+    sup_norm = test.subs({zi: 0 for zi in z})
+    bl_norm = sp.simplify(lipschitz + sup_norm)
+    if bl_norm != 1:  # pragma: no cover
+        raise RuntimeError("the test function is not admissible")
+    density = sp.exp(-(x**2) / (2 * variance)) / sp.sqrt(2 * sp.pi * variance)
+    characteristic = sp.simplify(sp.integrate(sp.cos(omega * x) * density, (x, -sp.oo, sp.oo)))
+    def quadratic_form(sign):  # e^T S e, with cos^2 phi + sin^2 phi = 1
+        q = sp.expand((direction.T * _joint_covariance_uv(sign) * direction)[0])
+        return sp.expand(q.subs(sp.cos(phi) ** 2, 1 - sp.sin(phi) ** 2))
+
+    q_s, q_t = quadratic_form(1), quadratic_form(-1)
+    gap = sp.factor(q_s - q_t)
+    difference = (characteristic.subs(variance, q_t) - characteristic.subs(variance, q_s)) / (1 + omega)
+    # the same as the common factor times (1 - characteristic of the gap): for nearby
+    # tasks the two exponentials agree to many digits, and 1 - exp(-x) compiles to -expm1
+    expr = characteristic.subs(variance, q_t) * (1 - characteristic.subs(variance, gap)) / (1 + omega)
+    if sp.simplify(sp.expand(expr - difference)) != 0:  # pragma: no cover
+        raise RuntimeError("factored form disagrees")
+    steps = [
+        Step("test function f(z) = cos(omega e.z)/(1 + omega), e = (0, cos phi, sin phi) in the "
+             "coordinates (u, v, y) of metrics.w2", test),
+        Step("Lipschitz constant: sup |grad f| (sup |sin| = 1, |e| = 1)", lipschitz),
+        Step("sup |f| at z = 0; |f|_inf + Lip(f) = 1, so f is admissible for Dudley's metric, and "
+             "|E_P f - E_Q f| <= 2 |f|_inf <= 2 for every admissible f", sup_norm),
+        Step("e.z ~ N(0, q): E cos(omega e.z) by sp.integrate against the Gaussian density",
+             characteristic),
+        Step("q = e^T S e under the source task", q_s),
+        Step("q under the target task", q_t),
+        Step("q_s - q_t (nonnegative for theta in [0, pi], phi in [0, pi/2])", gap),
+        Step("the gap in expectation of f: a lower bound on beta(p_s, p_t) for every (omega, phi)",
+             difference),
+        Step("factored by the exponential law (checked), so that nearby tasks lose no digits", expr),
+    ]
+    extras = {"test_function": test, "characteristic_function": characteristic, "variance_gap": gap,
+              "upper_bound": sp.Integer(2)}
+    return Derivation(expr, steps=steps, extras=extras)
