@@ -39,7 +39,7 @@ import numpy as np
 DEFAULT_SWEEP = {
     "axes": {"gamma": [0.25, 0.5, 0.75, 1.5, 2.0], "theta": [math.pi / 8, math.pi / 4, 3 * math.pi / 8]},
     "fixed": {"sigma": 0.2, "lam": 0.0, "L": 2, "d": 50},
-    "replicates": 8,
+    "replicates": 24,
     "seed": 0,
 }
 
