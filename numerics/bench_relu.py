@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import numpy as np
 
@@ -30,14 +29,8 @@ from featfate_sym.simulation.relu import (
     make_relu_tasks,
     pretrain_student,
     sample_relu_data,
-    simulate_relu_transfer,
 )
-
-SCALES = {
-    "small": dict(input_dim=20, teacher_width=8, student_width=48),
-    "default": dict(input_dim=50, teacher_width=20, student_width=200),
-    "paper": dict(input_dim=100, teacher_width=100, student_width=1000),
-}
+from featfate_sym.simulation.relu_phase import SCALES, simulate_relu_phase
 
 
 def _parse(argv):
@@ -99,59 +92,49 @@ def time_steps(args, shape) -> None:
 
 
 def table(args, shape) -> list[dict]:
-    """Print the table; return one dict per (mu, n) cell.  Scratch training does not
-    depend on ``mu`` (same target, same samples per seed), so it runs once per (n, seed)."""
-    start = time.perf_counter()
+    """Print the table; return one dict per (mu, n) cell.  One target teacher (task seed
+    0) for every seed; the grid runs scratch once per (n, seed), since it does not depend
+    on ``mu`` (same target, same samples per seed)."""
     pre_opts = TrainingOptions(lr=args.lr, max_steps=args.pretrain_steps, tol=args.tol)
     tgt_opts = TrainingOptions(lr=args.lr, max_steps=args.target_steps, tol=args.tol)
     print(f"scale {args.scale} {shape}; lr {args.lr} (mean-field, safeguarded), tol {args.tol}, "
           f"pretrain <= {args.pretrain_steps} steps, target <= {args.target_steps} steps, "
           f"seeds {args.seeds}, ridge {args.ridge}")
+    grid = simulate_relu_phase(
+        sorted(set(args.mus)), sorted(set(args.n_values)), args.seeds, **shape, seed=0, vary_teacher=False,
+        ridge=args.ridge, pretrain=pre_opts, target_training=tgt_opts, device=args.device,
+    )
     print(f"{'mu':>5} {'n':>6} {'overlap':>9} {'MC (held-out)':>17} {'R_lt':>16} {'R_sc':>16} "
           f"{'R_ft':>16} {'src risk':>9} {'conv sc/ft':>10}")
-    scratch: dict[tuple[int, int], tuple[float, bool]] = {}
     cells = []
-    for mu in args.mus:
-        pre, pre_record = None, None
-        for n in args.n_values:
-            rows = []
-            for seed in range(args.seeds):
-                need_scratch = (n, seed) not in scratch
-                out, pre = simulate_relu_transfer(
-                    **shape, removed_fraction=mu, n_samples=n, pretrain=pre_opts, target_training=tgt_opts,
-                    pretrained=pre, seed=seed, device=args.device, ridge=args.ridge,
-                    procedures=("linear_transfer", "fine_tune") + (("scratch",) if need_scratch else ()),
-                )
-                if need_scratch:
-                    scratch[(n, seed)] = (out.risk_scratch, out.records["scratch"].converged)
-                rows.append(out)
-                pre_record = out.records.get("pretrain", pre_record)
+    for i, mu in enumerate(grid.mus):
+        mu = float(mu)
+        for j, n in enumerate(grid.n_values):
+            n = int(n)
             mc = None
-            if n == args.n_values[0]:
-                # the same tasks as simulate_relu_transfer's default task_seed = 0
+            if j == 0:
+                # the same tasks as the grid's task seed 0
                 target = make_relu_tasks(shape["input_dim"], shape["teacher_width"], mu, seed=0).target
                 mc = overlap_monte_carlo(
-                    pre.weights.cpu().numpy(), target.weights.numpy(), target.readout.numpy(),
+                    grid.pretrained_weights[i, 0], target.weights.numpy(), target.readout.numpy(),
                     n_samples=args.mc_samples, seed=n,
                 )
-            sc = [scratch[(n, seed)] for seed in range(args.seeds)]
-            conv_sc = sum(c for _, c in sc)
-            conv_ft = sum(r.records["fine_tune"].converged for r in rows)
             cell = dict(
-                mu=mu, n=n, overlap=rows[0].overlap, mc=mc,
-                lt=[r.risk_linear_transfer for r in rows], sc=[r for r, _ in sc],
-                ft=[r.risk_fine_tune for r in rows],
+                mu=mu, n=n, overlap=float(grid.overlap[i, 0]), mc=mc,
+                lt=grid.risk_linear_transfer[i, j].tolist(), sc=grid.risk_scratch[j].tolist(),
+                ft=grid.risk_fine_tune[i, j].tolist(),
             )
             cells.append(cell)
+            conv = f"{grid.scratch_converged[j].sum()}/{grid.fine_tune_converged[i, j].sum()} of {grid.replicates}"
             mc_text = f"{mc.held_out:.4f}+-{mc.held_out_se:.4f}" if mc else ""
             print(
                 f"{mu:5.2f} {n:6d} {cell['overlap']:9.4f} {mc_text:>17} {_mean_se(cell['lt']):>16} "
                 f"{_mean_se(cell['sc']):>16} {_mean_se(cell['ft']):>16} "
-                f"{rows[0].source_risk_after_pretraining:9.1e} {f'{conv_sc}/{conv_ft} of {len(rows)}':>10}"
+                f"{grid.source_risk[i, 0]:9.1e} {conv:>10}"
             )
-        print(f"      pretraining: {pre_record.steps} steps ({pre_record.rejected_steps} rejected), "
-              f"{pre_record.reason}, {pre_record.seconds:.1f} s")
-    print(f"wall time {time.perf_counter() - start:.1f} s")
+        print(f"      pretraining: {grid.pretrain_steps[i, 0]} steps ({grid.pretrain_rejected[i, 0]} rejected), "
+              f"{'tol' if grid.pretrain_converged[i, 0] else 'max_steps'}, {grid.pretrain_seconds[i, 0]:.1f} s")
+    print(f"wall time {grid.seconds:.1f} s")
     return cells
 
 

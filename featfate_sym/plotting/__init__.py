@@ -9,6 +9,7 @@ command ``python -m featfate_sym.plot`` renders them to files.
 from featfate_sym.plotting.curves import kl, ridge, scratch
 from featfate_sym.plotting.distances import distances as distances_figure
 from featfate_sym.plotting.phase import finite_source, ft_phase, lt_boundary_curves, lt_phase, vs_tuned_scratch
+from featfate_sym.plotting.ridge_phase import ridge_phase as ridge_phase_figure
 from featfate_sym.plotting.slices import slices
 from featfate_sym.plotting.style import figure_style, save
 from featfate_sym.plotting.surface import surface
@@ -52,6 +53,7 @@ __all__ = [
     "lt_boundary_curves",
     "lt_phase",
     "ridge",
+    "ridge_phase_figure",
     "save",
     "scratch",
     "slices",

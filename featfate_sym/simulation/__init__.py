@@ -23,6 +23,7 @@ from featfate_sym.simulation.monitors import (
 )
 from featfate_sym.simulation.readout import ReadoutFit, refit_readout
 from featfate_sym.simulation.ridge_baseline import RidgeBaseline, default_lam_grid, simulate_ridge_baseline
+from featfate_sym.simulation.ridge_baseline_phase import RidgeBaselinePhase, simulate_ridge_baseline_phase
 from featfate_sym.simulation.tasks import (
     RegressionData,
     Teachers,
@@ -44,6 +45,8 @@ __all__ = [
     "RidgeBaseline",
     "default_lam_grid",
     "simulate_ridge_baseline",
+    "RidgeBaselinePhase",
+    "simulate_ridge_baseline_phase",
     "DescentResult",
     "DivergenceError",
     "DriftMonitor",
