@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 import xarray as xr
 from matplotlib.image import imread
+from playwright import sync_api
 
 import featfate_sym as ff
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="the Playwright package is not installed (pip install playwright)")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 # no GPU, no sandbox (containers), and nothing a fresh profile would fetch on its own

@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 import xarray as xr
+from dask import distributed
 
 from featfate_sym.sweeps import AXES, DEFAULTS, MAX_SEED, Grid, SweepMismatchError, cell_seed, open_sweep, run_sweep
 from featfate_sym.sweeps import storage
@@ -272,7 +273,6 @@ def test_process_pool_matches_in_process_and_keeps_finished_cells_on_failure(tmp
 
 
 def test_dask_local_cluster_matches_local_processes(tmp_path, seed):
-    distributed = pytest.importorskip("dask.distributed")
     grid = small_grid(seed)
     local = run_sweep(grid, tmp_path / "local", cell_function=toy_cell, workers=1).dataset
     # processes=False: the worker is a thread of this process (starting worker
