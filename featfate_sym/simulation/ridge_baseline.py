@@ -52,13 +52,24 @@ class RidgeBaseline:
 
     lams: np.ndarray
     risks: np.ndarray
-    best_index: int
-    best_lam: float
-    best_risks: np.ndarray
     min_norm_risks: np.ndarray
     lt_risks: np.ndarray
     n_samples: int
     dim: int
+
+    @property
+    def best_index(self) -> int:
+        """Grid point of the smallest mean ridge risk over the replicates."""
+        return int(np.argmin(self.risks.mean(axis=0)))
+
+    @property
+    def best_lam(self) -> float:
+        return float(self.lams[self.best_index])
+
+    @property
+    def best_risks(self) -> np.ndarray:
+        """``(R,)`` ridge risks at ``best_lam``."""
+        return self.risks[:, self.best_index]
 
     @property
     def transferability_tuned(self) -> np.ndarray:
@@ -146,13 +157,9 @@ def simulate_ridge_baseline(
     lt_err = a[:, None] * source - target
     lt = np.sum(lt_err * lt_err, axis=1)
 
-    best = int(np.argmin(risks.mean(axis=0)))
     return RidgeBaseline(
         lams=lams,
         risks=risks,
-        best_index=best,
-        best_lam=float(lams[best]),
-        best_risks=risks[:, best].copy(),
         min_norm_risks=min_norm,
         lt_risks=lt,
         n_samples=n,

@@ -149,14 +149,9 @@ def _cell(dim, gamma, noise_std, theta, lams, replicates, rng) -> RidgeBaseline:
         simulate_ridge_baseline(dim, gamma, noise_std, theta=theta, lams=lams, replicates=size, seed=rng)
         for size in _batches(replicates, n, dim, lams.size)
     ]
-    risks = np.concatenate([p.risks for p in parts])
-    best = int(np.argmin(risks.mean(axis=0)))
     return RidgeBaseline(
         lams=lams,
-        risks=risks,
-        best_index=best,
-        best_lam=float(lams[best]),
-        best_risks=risks[:, best].copy(),
+        risks=np.concatenate([p.risks for p in parts]),
         min_norm_risks=np.concatenate([p.min_norm_risks for p in parts]),
         lt_risks=np.concatenate([p.lt_risks for p in parts]),
         n_samples=n,
