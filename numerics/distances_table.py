@@ -12,46 +12,18 @@ unit source teacher (featfate_sym.distances_vs_transfer; paper v1 Thm 2.2, v2 ap
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, status 2
-        sys.stderr.write(f"distances_table: {message}\n")
-        sys.exit(2)
-
-
-def _positive(name):
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number (got {text!r})") from None
-        if not np.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be > 0 (got {text})")
-        return value
-
-    return parse
-
-
-def _nonnegative(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"lam must be a number (got {text!r})") from None
-    if not np.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"lam must be >= 0 (got {text})")
-    return value
+from featfate_sym import cli
 
 
 def main(argv=None) -> int:
-    parser = _Parser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sigma", type=_positive("sigma"), default=0.2, help="label-noise std of both tasks (> 0)")
-    parser.add_argument("--lam", type=_nonnegative, default=0.0, help="ridge of the readout refit (>= 0)")
-    parser.add_argument("--gamma", type=_positive("gamma"), default=0.5,
+    parser = cli.Parser(prog="distances_table", description=__doc__.splitlines()[0])
+    parser.add_argument("--sigma", type=cli.number("sigma", lower=0, lower_open=True), default=0.2, help="label-noise std of both tasks (> 0)")
+    parser.add_argument("--lam", type=cli.number("lam", lower=0), default=0.0, help="ridge of the readout refit (>= 0)")
+    parser.add_argument("--gamma", type=cli.number("gamma", lower=0, lower_open=True), default=0.5,
                         help="n/d of the single-gamma rows and of the pair (> 0, not 1)")
     parser.add_argument("--out", default=None, help="folder for distances_vs_transfer.png/.pdf")
     parser.add_argument("--quick", action="store_true", help="low-resolution figure")

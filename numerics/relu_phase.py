@@ -31,16 +31,16 @@ atomically (temporary file, then rename).
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import dataclasses
+import io
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from featfate_sym import cli
+from featfate_sym.sweeps.storage import atomic_write
 
 PROG = "relu_phase"
 SCALE_NAMES = ("tiny", "small", "default", "paper")  # featfate_sym.simulation.relu_phase.SCALES
@@ -48,62 +48,31 @@ DEFAULT_N = [25, 60, 144, 346, 832, 2000]  # 25 * 80 ** (k / 5), rounded: log-sp
 SYMBOL = {1: "+", -1: "-", 0: "?"}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit status 2, no usage block
-        sys.stderr.write(f"{PROG}: {message}\n")
-        sys.exit(2)
-
-
-def _number(name, *, lower=None, upper=None, strict=False, integer=False):
-    """An argparse type: a finite number in the stated range, named in the error."""
-    bound = []
-    if lower is not None:
-        bound.append(f"{'>' if strict else '>='} {lower:g}")
-    if upper is not None:
-        bound.append(f"<= {upper:g}")
-    kind = "an integer" if integer else "a number"
-    allowed = f"{name} must be {kind}" + (f" {' and '.join(bound)}" if bound else "")
-
-    def parse(text):
-        try:
-            value = int(text) if integer else float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{allowed} (got {text!r})") from None
-        bad = not np.isfinite(value)
-        bad = bad or (lower is not None and (value <= lower if strict else value < lower))
-        bad = bad or (upper is not None and value > upper)
-        if bad:
-            raise argparse.ArgumentTypeError(f"{allowed} (got {text})")
-        return value
-
-    return parse
-
-
 def _parse(argv):
-    p = _Parser(prog=PROG, description=__doc__.splitlines()[0])
+    p = cli.Parser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("--scale", choices=SCALE_NAMES, default="small",
                    help="network shape: tiny d=8 m*=4 m=16; small d=20 m*=8 m=48; default d=50 m*=20 m=200; "
                         "paper d=100 m*=100 m=1000")
-    p.add_argument("--mus", type=_number("mus", lower=0, upper=1), nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0],
+    p.add_argument("--mus", type=cli.number("mus", lower=0, upper=1), nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0],
                    help="removed fractions in [0, 1]")
-    p.add_argument("--n-values", type=_number("n-values", lower=1, integer=True), nargs="+", default=DEFAULT_N,
+    p.add_argument("--n-values", type=cli.number("n-values", lower=1, integer=True), nargs="+", default=DEFAULT_N,
                    help="target sample sizes >= 1")
-    p.add_argument("--seeds", type=_number("seeds", lower=2, integer=True), default=6,
+    p.add_argument("--seeds", type=cli.number("seeds", lower=2, integer=True), default=6,
                    help="replicates per cell (>= 2)")
-    p.add_argument("--seed", type=_number("seed", lower=0, upper=2**31 - 1, integer=True), default=0,
+    p.add_argument("--seed", type=cli.number("seed", lower=0, upper=2**31 - 1, integer=True), default=0,
                    help="base seed; replicate r uses SEED + r")
     p.add_argument("--one-teacher", action="store_true",
                    help="one target teacher for every replicate (default: a fresh teacher per replicate)")
-    p.add_argument("--lr", type=_number("lr", lower=0, strict=True), default=1.0, help="largest mean-field step (> 0)")
-    p.add_argument("--pretrain-steps", type=_number("pretrain-steps", lower=1, integer=True), default=6000)
-    p.add_argument("--target-steps", type=_number("target-steps", lower=1, integer=True), default=30000,
+    p.add_argument("--lr", type=cli.number("lr", lower=0, lower_open=True), default=1.0, help="largest mean-field step (> 0)")
+    p.add_argument("--pretrain-steps", type=cli.number("pretrain-steps", lower=1, integer=True), default=6000)
+    p.add_argument("--target-steps", type=cli.number("target-steps", lower=1, integer=True), default=30000,
                    help="step budget of scratch training and fine-tuning")
-    p.add_argument("--tol", type=_number("tol", lower=0), default=1e-6, help="training-loss tolerance (>= 0)")
-    p.add_argument("--ridge", type=_number("ridge", lower=0), default=0.0, help="ridge of the readout refit (>= 0)")
-    p.add_argument("--z", type=_number("z", lower=0, strict=True), default=2.0, help="sign-test threshold (> 0)")
-    p.add_argument("--min-effect", type=_number("min-effect", lower=0), default=1e-4,
+    p.add_argument("--tol", type=cli.number("tol", lower=0), default=1e-6, help="training-loss tolerance (>= 0)")
+    p.add_argument("--ridge", type=cli.number("ridge", lower=0), default=0.0, help="ridge of the readout refit (>= 0)")
+    p.add_argument("--z", type=cli.number("z", lower=0, lower_open=True), default=2.0, help="sign-test threshold (> 0)")
+    p.add_argument("--min-effect", type=cli.number("min-effect", lower=0), default=1e-4,
                    help="smallest |T| called helps/hurts (>= 0; default 100 x the default tol)")
-    p.add_argument("--threads", type=_number("threads", lower=1, integer=True), default=1, help="Torch CPU threads")
+    p.add_argument("--threads", type=cli.number("threads", lower=1, integer=True), default=1, help="Torch CPU threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="", help="results file, .json or .npz")
     p.add_argument("--figure", default="", help="figure file, .png or .pdf")
@@ -221,22 +190,6 @@ def print_tables(grid, maps, z_crit: float, min_effect: float) -> None:
     print(f"wall time {grid.seconds:.1f} s")
 
 
-@contextlib.contextmanager
-def _replacing(target: Path):
-    """A temporary path in ``target``'s folder, renamed onto ``target`` (readable like a
-    normally created file) when the block succeeds, removed when it fails."""
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        tmp.chmod(0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _crossing_records(maps):
     return {key: [[dataclasses.asdict(c) for c in row] for row in m.crossings] for key, m in maps.items()}
 
@@ -250,13 +203,14 @@ def write_results(path: str, grid, maps) -> None:
     meta = dict(settings=grid.settings, crossings=_crossing_records(maps),
                 sign_test=dict(z_crit=maps["lt"].z_crit, min_effect=maps["lt"].min_effect))
     target = Path(path)
-    with _replacing(target) as tmp:
-        if target.suffix.lower() == ".json":
-            doc = {**meta, **{k: np.asarray(v).tolist() for k, v in arrays.items()}}
-            tmp.write_text(json.dumps(doc, indent=1))
-        else:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays, meta=np.array(json.dumps(meta)))
+    if target.suffix.lower() == ".json":
+        doc = {**meta, **{k: np.asarray(v).tolist() for k, v in arrays.items()}}
+        data = json.dumps(doc, indent=1).encode()
+    else:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays, meta=np.array(json.dumps(meta)))
+        data = buffer.getvalue()
+    atomic_write(target, data)
 
 
 def write_figure(path: str, mus, maps, title: str) -> list[Path]:
@@ -269,8 +223,9 @@ def write_figure(path: str, mus, maps, title: str) -> list[Path]:
     with style.figure_style():
         fig = relu_phase(mus, maps, title=title)
         for out in paths:
-            with _replacing(out) as tmp:
-                fig.savefig(tmp, format=out.suffix.lower()[1:], dpi=style.FULL["dpi"])
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format=out.suffix.lower()[1:], dpi=style.FULL["dpi"])
+            atomic_write(out, buffer.getvalue())
     return paths
 
 

@@ -20,11 +20,11 @@ gamma = 1 (scratch's risk diverges there); against the tuned baseline it has non
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,72 +36,18 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402  (after the thread settings)
 
+from featfate_sym import cli  # noqa: E402
+from featfate_sym.sweeps.storage import atomic_write  # noqa: E402
+
 DEFAULT_GAMMAS = "0.25,0.5,0.75,0.9,0.95,1,1.05,1.1,1.5,2"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, status 2
-        sys.stderr.write(f"ridge_baseline_phase: {message}\n")
-        sys.exit(2)
-
-
-def _integer_at_least(name, low):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer (got {text!r})") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{name} must be >= {low} (got {value})")
-        return value
-
-    return parse
-
-
-def _number(name, low, high, low_open, high_open):
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number (got {text!r})") from None
-        below = value <= low if low_open else value < low
-        above = value >= high if high_open else value > high
-        if not math.isfinite(value) or below or above:
-            interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-            raise argparse.ArgumentTypeError(f"{name} must be in {interval} (got {text})")
-        return value
-
-    return parse
 
 
 def _gamma_list(text):
     parts = [p.strip() for p in text.split(",") if p.strip()]
     if not parts:
         raise argparse.ArgumentTypeError("gammas must be a comma-separated list of numbers > 0")
-    parse = _number("gammas", 0.0, math.inf, True, True)
+    parse = cli.number("gammas", lower=0.0, lower_open=True)
     return [parse(p) for p in parts]
-
-
-def _atomic_write(path: Path, write) -> None:
-    """``write(file_object)`` into a temporary file beside ``path``, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(handle.name, 0o666 & ~_umask())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _finite(value):
@@ -186,18 +132,18 @@ def _print_table(result, alpha, seed, elapsed):
 
 
 def main(argv=None) -> int:
-    parser = _Parser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dim", type=_integer_at_least("dim", 10), default=200, help="input dimension d (>= 10)")
-    parser.add_argument("--replicates", type=_integer_at_least("replicates", 2), default=1000,
+    parser = cli.Parser(prog="ridge_baseline_phase", description=__doc__.splitlines()[0])
+    parser.add_argument("--dim", type=cli.number("dim", lower=10, integer=True), default=200, help="input dimension d (>= 10)")
+    parser.add_argument("--replicates", type=cli.number("replicates", lower=2, integer=True), default=1000,
                         help="independent data sets per cell (>= 2)")
-    parser.add_argument("--seed", type=_integer_at_least("seed", 0), default=42)
-    parser.add_argument("--sigma", type=_number("sigma", 0.0, math.inf, True, True), default=0.2,
+    parser.add_argument("--seed", type=cli.number("seed", lower=0, integer=True), default=42)
+    parser.add_argument("--sigma", type=cli.number("sigma", lower=0.0, lower_open=True), default=0.2,
                         help="target label-noise std (> 0)")
-    parser.add_argument("--thetas", type=_integer_at_least("thetas", 2), default=5,
+    parser.add_argument("--thetas", type=cli.number("thetas", lower=2, integer=True), default=5,
                         help="number of angles, evenly spaced over [0, pi/2] (>= 2)")
     parser.add_argument("--gammas", type=_gamma_list, default=_gamma_list(DEFAULT_GAMMAS),
                         help=f"comma-separated n/d values (> 0; default {DEFAULT_GAMMAS})")
-    parser.add_argument("--alpha", type=_number("alpha", 0.0, 1.0, True, True), default=1e-3,
+    parser.add_argument("--alpha", type=cli.number("alpha", lower=0.0, upper=1.0, lower_open=True, upper_open=True), default=1e-3,
                         help="family-wise false-alarm rate of the agreement test, in (0, 1)")
     parser.add_argument("--out", type=Path, default=None, help="write the per-cell results as JSON")
     parser.add_argument("--figure", type=Path, default=None, help="write the figure as PNG")
@@ -235,7 +181,8 @@ def main(argv=None) -> int:
                 "cells": _records(result, args.alpha),
             }
             text = json.dumps(document, indent=1, allow_nan=False) + "\n"
-            _atomic_write(args.out, lambda f: f.write(text.encode()))
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(args.out, text.encode())
             print(f"results: {args.out}")
         if args.figure is not None:
             from featfate_sym.plotting import ridge_phase, style
@@ -243,7 +190,10 @@ def main(argv=None) -> int:
             with style.figure_style():
                 fig = ridge_phase.ridge_phase(result, quick=args.quick)
                 dpi = style.resolution(args.quick)["dpi"]
-                _atomic_write(args.figure, lambda f: fig.savefig(f, format="png", dpi=dpi))
+                png = io.BytesIO()
+                fig.savefig(png, format="png", dpi=dpi)
+            args.figure.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(args.figure, png.getvalue())
             print(f"figure: {args.figure}")
     except OSError as err:
         sys.stderr.write(f"ridge_baseline_phase: cannot write output: {err}\n")

@@ -15,38 +15,20 @@ theta = pi/4 and pi/2.  The last column is T_lt against minimum-norm scratch
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
 
 import numpy as np
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, status 2
-        sys.stderr.write(f"ridge_baseline_table: {message}\n")
-        sys.exit(2)
-
-
-def _integer_at_least(name, low):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer (got {text!r})") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{name} must be >= {low} (got {value})")
-        return value
-
-    return parse
+from featfate_sym import cli
 
 
 def main(argv=None) -> int:
-    parser = _Parser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dim", type=_integer_at_least("dim", 2), default=200)
-    parser.add_argument("--replicates", type=_integer_at_least("replicates", 2), default=200)
-    parser.add_argument("--seed", type=_integer_at_least("seed", 0), default=42)
+    parser = cli.Parser(prog="ridge_baseline_table", description=__doc__.splitlines()[0])
+    parser.add_argument("--dim", type=cli.number("dim", lower=2, integer=True), default=200)
+    parser.add_argument("--replicates", type=cli.number("replicates", lower=2, integer=True), default=200)
+    parser.add_argument("--seed", type=cli.number("seed", lower=0, integer=True), default=42)
     args = parser.parse_args(argv)
 
     import featfate_sym as ff
