@@ -99,22 +99,6 @@ def test_keys_registered_with_family_status_and_parameters():
     assert tuple(get("lt.boundary").outputs) == ("gamma_minus", "gamma_plus", "gamma_above_one")
 
 
-def test_special_cases():
-    for key in KEYS:
-        result = get(key)
-        for case in result.special_cases:
-            value = result.expr.subs(case.subs)
-            expected = case.expected
-            if isinstance(expected, str):
-                expected = get(expected).expr.subs(case.subs)
-            if case.limit is not None:
-                symbol, point, direction = case.limit
-                value = sp.limit(value, symbol, point, direction)
-                if isinstance(case.expected, str):
-                    expected = sp.limit(expected, symbol, point, direction)
-            assert sp.simplify(value - expected) == 0, (key, case.description, value, expected)
-
-
 def test_bad_input_names_the_parameter():
     with pytest.raises(ValueError, match="parameter n must be"):
         get("lt.risk_finite").evaluate(n=2, theta=0.5, sigma=0.1)
