@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import mpmath
@@ -113,15 +111,15 @@ def _format_value(result: registry.Result, value, fmt) -> str:
 
 def write_docs(directory: Path) -> list[Path]:
     """Write ``derivations/<family>.md`` for every family; atomic per file."""
+    from featfate_sym.sweeps.storage import atomic_write  # netCDF stack: only when writing
+
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for family in registry.FAMILIES:
         if not any(r.family == family for r in registry.results()):
             continue
         path = directory / f"{family}.md"
-        with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as fh:
-            fh.write(render.family_document(family))
-        os.replace(fh.name, path)
+        atomic_write(path, render.family_document(family).encode())
         written.append(path)
     return written
 
