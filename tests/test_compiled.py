@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pytest
 import sympy as sp
 
 import featfate_sym as ff

@@ -8,6 +8,7 @@ import mpmath
 import pytest
 
 import featfate_sym as ff
+from checks import assert_one_line_error
 
 
 def derive(*args):
@@ -17,15 +18,6 @@ def derive(*args):
         text=True,
         timeout=600,
     )
-
-
-def assert_one_line_error(proc, *needles):
-    assert proc.returncode == 2, proc
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 def test_list_names_every_key():

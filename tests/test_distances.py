@@ -14,10 +14,10 @@ import pytest
 import sympy as sp
 from hypothesis import given
 from hypothesis import strategies as st
-from scipy import stats
 
 from featfate_sym import registry
 from featfate_sym.symbols import lam, sigma, theta
+from checks import bonferroni_z
 
 
 def get(key):
@@ -55,7 +55,7 @@ def test_kl_monte_carlo(seed):
     rng = np.random.default_rng(seed)
     dim, draws = 5, 100_000
     points = [(30.0, 0.5), (90.0, 1.0), (150.0, 2.0)]
-    z_crit = float(stats.norm.isf(1e-3 / (2 * len(points))))
+    z_crit = bonferroni_z(len(points))
     for degrees, noise in points:
         angle = math.radians(degrees)
         beta_s = np.zeros(dim)
@@ -206,7 +206,7 @@ def test_bl_lower_bound_is_the_expectation_gap_of_its_test_function_monte_carlo(
     rng = np.random.default_rng(seed)
     dim, draws = 6, 200_000
     points = [(40.0, 0.2, 1.5, 0.8), (90.0, 1.0, 0.7, 0.5), (170.0, 0.5, 2.5, 1.2)]
-    z_crit = float(stats.norm.isf(1e-3 / (2 * len(points))))
+    z_crit = bonferroni_z(len(points))
     for degrees, noise, freq, angle_phi in points:
         angle = math.radians(degrees)
         beta_s = np.zeros(dim)

@@ -21,6 +21,7 @@ from scipy import stats
 
 from featfate_sym import registry
 from featfate_sym.symbols import gamma, k, lam, n, sigma, theta
+from checks import bonferroni_z
 
 KEYS = ["lt.risk_finite", "lt.risk", "lt.ridge_slope", "lt.transferability", "lt.boundary"]
 DEG = math.pi / 180
@@ -161,7 +162,7 @@ def test_risk_finite_monte_carlo(seed):
     rng = np.random.default_rng(seed)
     result = get("lt.risk_finite")
     points, draws, angle, noise = (5, 10, 40), 10000, 50 * DEG, 0.3
-    z_crit = float(stats.norm.isf(1e-3 / (2 * len(points))))
+    z_crit = bonferroni_z(len(points))
     for n_samples in points:
         risks = _simulate_linear_transfer(rng, n_samples, 20, angle, noise, draws)
         expected = result.evaluate(n=n_samples, theta=angle, sigma=noise)
@@ -180,7 +181,7 @@ def test_risk_finite_monte_carlo_full(seed):
     result = get("lt.risk_finite")
     points = [(n_samples, degrees) for n_samples in (5, 8, 20, 80, 200) for degrees in (20, 70)]
     draws = 40000
-    z_crit = float(stats.norm.isf(1e-3 / (2 * len(points))))
+    z_crit = bonferroni_z(len(points))
     for n_samples, degrees in points:
         risks = _simulate_linear_transfer(rng, n_samples, 50, degrees * DEG, 0.5, draws, chunk=500)
         expected = result.evaluate(n=n_samples, theta=degrees * DEG, sigma=0.5)

@@ -13,7 +13,6 @@ import mpmath
 import numpy as np
 import pytest
 import sympy as sp
-from scipy import stats
 
 from featfate_sym.symbols import d, gamma, n, psi, sigma, z
 from featfate_sym.theory.random_matrix import (
@@ -27,13 +26,8 @@ from featfate_sym.theory.random_matrix import (
     projection_mean_coefficient,
     proportional_limit,
 )
+from checks import bonferroni_z
 
-FAMILY_ALPHA = 1e-3
-
-
-def z_critical(n_points: int) -> float:
-    """Two-sided critical value at family-wise level 1e-3, Bonferroni over ``n_points``."""
-    return float(stats.norm.isf(FAMILY_ALPHA / (2 * n_points)))
 
 
 # -- finite-size moments -------------------------------------------------------------------
@@ -75,7 +69,7 @@ def test_projection_mean_monte_carlo(seed):
         proj = np.linalg.pinv(x) @ x
         p11[i], p12[i] = proj[0, 0], proj[0, 1]
     expected = float(projection_mean_coefficient(n_samples, dim))
-    zc = z_critical(2)
+    zc = bonferroni_z(2)
     for sample, target in ((p11, expected), (p12, 0.0)):
         se = sample.std(ddof=1) / np.sqrt(draws)
         assert abs(sample.mean() - target) <= zc * se
@@ -107,7 +101,7 @@ def test_inverse_wishart_monte_carlo(seed):
     rng = np.random.default_rng(seed)
     dim, draws = 20, 3000
     points = [(5, "gram"), (10, "gram"), (30, "cov"), (40, "cov")]
-    zc = z_critical(len(points))
+    zc = bonferroni_z(len(points))
     for n_samples, kind in points:
         traces = np.empty(draws)
         for i in range(draws):

@@ -31,14 +31,13 @@ from featfate_sym.simulation.ridge_baseline import (
     default_lam_grid,
     simulate_ridge_baseline,
 )
+from checks import bonferroni_z
 
 ALPHA = 1e-3
 FINITE_SIZE = 1.0
 SIGMA = 0.2
 
 
-def _z_crit(comparisons: int) -> float:
-    return float(stats.norm.isf(ALPHA / (2 * comparisons)))
 
 
 def _mean_se(values: np.ndarray) -> tuple[float, float]:
@@ -68,7 +67,7 @@ def test_finite_size_allowance_covers_exact_min_norm_offset(g: float) -> None:
 def test_ridge_risk_at_fixed_lam_matches_closed_form(seed: int) -> None:
     lam_value = 0.1
     cells = [(dim, g) for dim in (100, 200) for g in (0.5, 1.0, 2.0)]
-    z_crit = _z_crit(len(cells))
+    z_crit = bonferroni_z(len(cells))
     theory_entry = ff.get("scratch.risk_ridge")
     rng = np.random.default_rng(seed)
     for dim, g in cells:
@@ -88,7 +87,7 @@ def test_ridge_risk_at_fixed_lam_matches_closed_form(seed: int) -> None:
 def test_grid_optimal_risk_matches_optimal_ridge(seed: int) -> None:
     gammas = (0.25, 0.5, 1.0, 1.5, 2.0)
     dim, replicates = 200, 100
-    z_crit = _z_crit(len(gammas))
+    z_crit = bonferroni_z(len(gammas))
     lams = default_lam_grid()
     ridge = ff.get("scratch.risk_ridge")
     optimal = ff.get("scratch.risk_optimal_ridge")
@@ -127,7 +126,7 @@ def test_anomalous_band_vanishes_against_tuned_baseline(seed: int) -> None:
 
     # simulation: three comparisons, Bonferroni over them
     comparisons = 3
-    z_crit = _z_crit(comparisons)
+    z_crit = bonferroni_z(comparisons)
     dim, replicates = 100, 100
     result = simulate_ridge_baseline(dim, g, SIGMA, theta=theta, replicates=replicates, seed=seed)
     assert result.n_samples == dim  # exactly at the interpolation peak

@@ -14,10 +14,11 @@ import pytest
 import sympy as sp
 from hypothesis import given
 from hypothesis import strategies as st
-from scipy import optimize, stats
+from scipy import optimize
 
 from featfate_sym import registry
 from featfate_sym.symbols import d, gamma, lam, n, psi, sigma
+from checks import bonferroni_z
 
 KEYS = [
     "scratch.risk_finite",
@@ -139,7 +140,7 @@ def test_risk_finite_monte_carlo(seed):
     result = get("scratch.risk_finite")
     points = (5, 10, 30, 40)
     draws = 2000
-    z_crit = float(stats.norm.isf(1e-3 / (2 * len(points))))
+    z_crit = bonferroni_z(len(points))
     for n_samples in points:
         risks = _simulate_min_norm_risk(rng, n_samples, 20, 0.5, draws)
         expected = result.evaluate(n=n_samples, d=20, sigma=0.5)
@@ -158,7 +159,7 @@ def test_risk_finite_monte_carlo_full(seed):
     result = get("scratch.risk_finite")
     points = (10, 25, 40, 60, 75, 100)
     draws = 5000
-    z_crit = float(stats.norm.isf(1e-3 / (2 * len(points))))
+    z_crit = bonferroni_z(len(points))
     for n_samples in points:
         risks = _simulate_min_norm_risk(rng, n_samples, 50, 1.0, draws)
         expected = result.evaluate(n=n_samples, d=50, sigma=1.0)

@@ -2,8 +2,8 @@
 
 Statistical tests.  Each comparison is a z-test: ``z = (mean - theory) / SE`` with the
 standard error from the replicates (independent target sets), at a family-wise
-false-alarm rate ``ALPHA_FW = 1e-3`` split by Bonferroni over the points of the test,
-so each point uses the two-sided critical value ``z* = Phi^-1(1 - ALPHA_FW / (2 k))``.
+false-alarm rate ``FAMILY_ALPHA = 1e-3`` split by Bonferroni over the points of the test,
+so each point uses the two-sided critical value ``z* = Phi^-1(1 - FAMILY_ALPHA / (2 k))``.
 Exact finite-size formulas are compared with no slack.  Limits (``d -> inf``) are
 compared with a finite-size allowance ``A(d)`` added to ``z* SE``; where the exact
 finite-size value is known, ``A(d)`` is its distance to the limit, and the test shows it
@@ -20,7 +20,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy.stats import norm
 
 import featfate_sym
 from featfate_sym.simulation import (
@@ -43,13 +42,7 @@ from featfate_sym.simulation import (
     small_init,
     train_scratch,
 )
-
-ALPHA_FW = 1e-3
-
-
-def z_star(points: int) -> float:
-    """Two-sided Bonferroni critical value for ``points`` comparisons at ALPHA_FW."""
-    return float(norm.ppf(1 - ALPHA_FW / (2 * points)))
+from checks import bonferroni_z
 
 
 def theory(key: str):
@@ -287,11 +280,11 @@ def test_fine_tuning_ends_at_balanced_flow_end_point(seed, depth):
 def test_linear_transfer_rank_rule_against_naive_pseudo_inverse(seed):
     """At lam = 0 the naive pseudo-inverse uses the O(alpha) residue of the feature map
     to fit noise; the rank rule keeps the one learned feature.  The naive risk is far
-    above the rank-rule risk (z-test at ALPHA_FW), and the rank kept is one."""
+    above the rank-rule risk (z-test at FAMILY_ALPHA), and the rank kept is one."""
     r = run_cell(cell(d=40, gamma=0.5, sigma=0.5, theta=math.pi / 4), replicates=24, seed=seed)
     assert (r["rank_lt"] == 1).all()
     diff_mean, diff_se = mean_se(r["risk_lt_naive"] - r["risk_lt"])
-    assert diff_mean > z_star(1) * diff_se
+    assert diff_mean > bonferroni_z(1) * diff_se
     # with ridge the residue directions are shrunk away and the two agree
     r = run_cell(cell(d=40, gamma=0.5, sigma=0.5, lam=0.2), replicates=8, seed=seed)
     np.testing.assert_allclose(r["risk_lt_naive"], r["risk_lt"], atol=1e-6)
@@ -316,7 +309,7 @@ SCRATCH_POINTS = [(40, 16, 0.5, 2), (40, 20, 0.0, 3), (30, 60, 0.5, 2)]  # (d, n
 def test_scratch_risk_matches_exact_finite_size(seed):
     """``E R_sc`` (Wishart inverse moments, ``scratch.risk_finite``): no asymptotic slack."""
     res = theory("scratch.risk_finite")
-    zc = z_star(len(SCRATCH_POINTS))
+    zc = bonferroni_z(len(SCRATCH_POINTS))
     for i, (d, n, sigma, depth) in enumerate(SCRATCH_POINTS):
         r = run_cell(cell(d=d, gamma=n / d, sigma=sigma, L=depth), replicates=120, seed=seed + i)
         m, se = mean_se(r["risk_sc"])
@@ -343,7 +336,7 @@ def test_linear_transfer_risk_matches_exact_finite_size(seed):
     """``E R_lt = sin^2 + (sigma^2 + sin^2)/(n - 2)`` at lam = 0 (``lt.risk_finite``),
     with the rank rule (the theory's alpha -> 0 first); the rank kept is one."""
     res = theory("lt.risk_finite")
-    zc = z_star(len(LT_POINTS))
+    zc = bonferroni_z(len(LT_POINTS))
     for i, (n, theta, sigma, depth) in enumerate(LT_POINTS):
         risks, ranks = lt_risks(
             d=40, n=n, theta=theta, sigma=sigma, depth=depth, lam=0.0, replicates=300, seed=seed + i
@@ -375,7 +368,7 @@ def test_linear_transfer_transferability_matches_limit_at_two_widths(seed):
     """``T_lt`` vs ``lt.transferability`` at d = 30, 60 with the exact finite-size gap as
     allowance; the allowance shrinks as d grows."""
     res = theory("lt.transferability")
-    zc = z_star(len(T_LT_POINTS) * len(T_LT_WIDTHS))
+    zc = bonferroni_z(len(T_LT_POINTS) * len(T_LT_WIDTHS))
     for j, (gamma, theta, sigma) in enumerate(T_LT_POINTS):
         allowances = []
         for k, d in enumerate(T_LT_WIDTHS):
@@ -397,7 +390,7 @@ def test_ridge_linear_transfer_risk_matches_limit(seed):
     res = theory("lt.risk")
     points = [(0.3, math.pi / 8), (0.5, math.pi / 3)]
     sizes = [40, 160]
-    zc = z_star(len(points) * len(sizes))
+    zc = bonferroni_z(len(points) * len(sizes))
     for i, (lam, theta) in enumerate(points):
         for j, n in enumerate(sizes):
             risks, _ = lt_risks(
@@ -418,7 +411,7 @@ def test_fine_tuning_transferability_matches_limit_at_two_widths(seed):
     in it at both widths."""
     res = theory("ft.transferability")
     widths = [30, 60]
-    zc = z_star(len(FT_LIMIT_POINTS) * len(widths))
+    zc = bonferroni_z(len(FT_LIMIT_POINTS) * len(widths))
     for j, (gamma, theta) in enumerate(FT_LIMIT_POINTS):
         for k, d in enumerate(widths):
             r = run_cell(cell(d=d, gamma=gamma, theta=theta, sigma=0.0), replicates=40, seed=seed + 10 * j + k)
@@ -431,7 +424,7 @@ def test_fine_tuning_transferability_matches_limit_at_two_widths(seed):
 def test_noisy_fine_tuning_agrees_with_exact_and_rejects_paper_form(seed, depth):
     """sigma = 1, gamma = 0.5, theta = pi/2: the exact balanced-flow form
     (``ft.transferability_exact``, with the factor ``c > 1``) and the paper's ``c = 1``
-    form differ by 0.25 (L = 2) and about 0.4 (L = 3).  Both tests at ALPHA_FW (two
+    form differ by 0.25 (L = 2) and about 0.4 (L = 3).  Both tests at FAMILY_ALPHA (two
     comparisons): the simulation must be within z* SE + A of the exact form and farther
     than z* SE + A from the paper's; ``A = 3/d``.  Swapping the two fails the test."""
     exact = theory("ft.transferability_exact")
@@ -440,7 +433,7 @@ def test_noisy_fine_tuning_agrees_with_exact_and_rejects_paper_form(seed, depth)
     r = run_cell(cell(d=d, gamma=gamma, theta=theta, sigma=sigma, L=depth), replicates=64, seed=seed)
     assert r["converged_ft"].all()
     m, se = mean_se(r["T_ft"])
-    zc, allow = z_star(2), 3 / d
+    zc, allow = bonferroni_z(2), 3 / d
     t_exact = exact.evaluate(gamma=gamma, theta=theta, sigma=sigma, L=depth)
     t_paper = paper.evaluate(gamma=gamma, theta=theta)
     assert abs(m - t_exact) <= zc * se + allow, (m, se, t_exact)
@@ -458,7 +451,7 @@ def test_slow_transferabilities_at_paper_width(seed):
     ft = theory("ft.transferability_exact")
     points = [(0.5, math.pi / 4, 0.2), (1.5, math.pi / 4, 0.2)]
     widths = [200, 500]
-    zc = z_star(2 * len(points) * len(widths))
+    zc = bonferroni_z(2 * len(points) * len(widths))
     for j, (gamma, theta, sigma) in enumerate(points):
         for k, d in enumerate(widths):
             r = run_cell(cell(d=d, gamma=gamma, theta=theta, sigma=sigma), replicates=40, seed=seed + 10 * j + k)
@@ -480,6 +473,6 @@ def test_slow_noisy_fine_tuning_exact_vs_paper(seed, depth):
     d, gamma, theta, sigma = 120, 0.5, math.pi / 2, 1.0
     r = run_cell(cell(d=d, gamma=gamma, theta=theta, sigma=sigma, L=depth), replicates=100, seed=seed)
     m, se = mean_se(r["T_ft"])
-    zc, allow = z_star(2), 3 / d
+    zc, allow = bonferroni_z(2), 3 / d
     assert abs(m - exact.evaluate(gamma=gamma, theta=theta, sigma=sigma, L=depth)) <= zc * se + allow
     assert abs(m - paper.evaluate(gamma=gamma, theta=theta)) > zc * se + allow
