@@ -20,3 +20,11 @@ def assert_one_line_error(proc, *needles, prefix: str = ""):
     assert len(lines) == 1 and lines[0].startswith(prefix), proc.stderr
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+
+
+def branch(expr, condition):
+    """The value of the ``Piecewise`` branch whose condition is ``condition``."""
+    for value, cond in expr.args:
+        if cond == condition:
+            return value
+    raise AssertionError(f"no branch {condition} in {expr}")

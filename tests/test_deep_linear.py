@@ -15,13 +15,10 @@ import sympy as sp
 from scipy.integrate import solve_ivp
 
 from featfate_sym import registry
+from featfate_sym.registry import get
 from featfate_sym.symbols import L, eta, mu, s, t, tau, u, u0
 
 KEYS = ["dln.conservation", "dln.balanced_flow", "dln.mode_dynamics", "dln.time_to_learn"]
-
-
-def get(key):
-    return registry.get(key)
 
 
 # -- numpy helpers: an explicit single-output deep linear network -------------------------------

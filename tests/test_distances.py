@@ -16,12 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from featfate_sym import registry
+from featfate_sym.registry import get
 from featfate_sym.symbols import lam, sigma, theta
 from checks import bonferroni_z
-
-
-def get(key):
-    return registry.get(key)
 
 
 # -- KL --------------------------------------------------------------------------------------

@@ -20,22 +20,12 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from featfate_sym import registry
+from featfate_sym.registry import get
 from featfate_sym.symbols import gamma, k, lam, n, sigma, theta
-from checks import bonferroni_z
+from checks import bonferroni_z, branch
 
 KEYS = ["lt.risk_finite", "lt.risk", "lt.ridge_slope", "lt.transferability", "lt.boundary"]
 DEG = math.pi / 180
-
-
-def get(key):
-    return registry.get(key)
-
-
-def branch(expr, condition):
-    for value, cond in expr.args:
-        if cond == condition:
-            return value
-    raise AssertionError(f"no branch {condition} in {expr}")
 
 
 # -- SPEC expectations, typed -------------------------------------------------------------

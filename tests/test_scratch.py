@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from scipy import optimize
 
 from featfate_sym import registry
+from featfate_sym.registry import get
 from featfate_sym.symbols import d, gamma, lam, n, psi, sigma
-from checks import bonferroni_z
+from checks import bonferroni_z, branch
 
 KEYS = [
     "scratch.risk_finite",
@@ -27,18 +28,6 @@ KEYS = [
     "scratch.risk_ridge",
     "scratch.risk_optimal_ridge",
 ]
-
-
-def get(key):
-    return registry.get(key)
-
-
-def branch(expr, condition):
-    """The value of the ``Piecewise`` branch whose condition is ``condition``."""
-    for value, cond in expr.args:
-        if cond == condition:
-            return value
-    raise AssertionError(f"no branch {condition} in {expr}")
 
 
 # -- SPEC expectations, typed ------------------------------------------------------------
