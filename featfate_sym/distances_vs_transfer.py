@@ -31,6 +31,23 @@ excess risks therefore scale exactly as ``R(a, sigma) = a^2 R(1, sigma / a)``, a
 the feature ``beta_s . x`` recovers ``a beta_s`` exactly -- while KL ``= (a - 1)^2 /
 (2 sigma^2)`` and W2 grow without bound in ``a``.
 
+ReLU targets (SPEC section 3).  The same question for two-layer ReLU teachers
+``f(x) = sum_k a_k relu(w_k . x)`` with ``y | x ~ N(f(x), sigma^2)``, computed exactly
+from the registered ReLU moments (``relu.arccos_kernel``, ``relu.mean``), no sampling:
+
+- KL of the joint laws ``= E_x[(f_s - f_t)^2] / (2 sigma^2)`` (chain rule, as above);
+- W2^2 of the joint laws is bracketed: above by the synchronous coupling (same ``x``,
+  same noise), ``E_x[(f_s - f_t)^2]``; below by the W2^2 of the label marginals (a
+  projection is 1-Lipschitz), itself at least ``(m_s - m_t)^2 + (s_s - s_t)^2`` with the
+  labels' means and standard deviations (Gelbrich's bound, valid for any laws);
+- the linear-transfer limit is the part of ``f_t`` outside the span of the pretrained
+  features, ``|P_perp f_t|^2`` (:mod:`featfate_sym.relu_overlap`), here with the
+  features an ideal pretraining recovers: the source teacher's own neurons.
+
+The in-span family ``f_t = a f_s`` has ``|P_perp f_t|^2 = 0`` for every ``a`` while KL and
+both W2 bounds grow as ``(a - 1)^2``; a target with a fraction of the source's neurons
+replaced by fresh ones is nearer in KL and W2 yet has ``|P_perp f_t|^2 > 0``.
+
 Nothing here prints or draws; :mod:`featfate_sym.plotting.distances` draws the figure.
 """
 
@@ -57,6 +74,9 @@ __all__ = [
     "lt_risk",
     "nearer_but_worse_pair",
     "rank_correlations",
+    "ReluTargets",
+    "relu_span_family",
+    "relu_nearer_but_worse",
     "scale_angle_grid",
     "theta_gamma_grid",
     "transferability",
@@ -365,3 +385,95 @@ def nearer_but_worse_pair(gamma: float = 0.5, noise_std: float = 0.2, theta: flo
             "do not give a nearer-but-worse pair"
         )
     return TaskPair(near, far, float(noise_std), 0.0)
+
+
+# --- ReLU teachers ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReluTargets:
+    """Exact distances from a ReLU source task to ReLU target tasks (one entry per target).
+
+    ``kl``: KL of the joint laws; ``w2_lower`` / ``w2_upper``: bounds on their W2^2;
+    ``residual``: ``|P_perp f_t|^2`` outside the span of the source teacher's neurons
+    (the large-``n`` linear-transfer risk above its estimation part); ``target_norm``:
+    ``|f_t|^2``.
+    """
+
+    label: tuple[str, ...]
+    kl: np.ndarray
+    w2_lower: np.ndarray
+    w2_upper: np.ndarray
+    residual: np.ndarray
+    target_norm: np.ndarray
+    noise_std: float
+
+
+def _relu_teacher(dim: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``width`` unit neurons uniform on the sphere of ``R^dim``, readout ``1/sqrt(width)``
+    (the convention of :func:`featfate_sym.simulation.relu.make_relu_tasks`)."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((width, dim))
+    return w / np.linalg.norm(w, axis=1, keepdims=True), np.full(width, 1.0 / np.sqrt(width))
+
+
+def _relu_distances(source, targets, noise_std: float, labels) -> ReluTargets:
+    from featfate_sym.relu_overlap import feature_overlap, relu_gram
+
+    mean = ff.get("relu.mean").numpy
+    ws, a_s = source
+    var = noise_std**2
+    kl, lower, upper, residual, norms = [], [], [], [], []
+    m_s = float(a_s @ mean(np.linalg.norm(ws, axis=1)))
+    f2_s = float(a_s @ relu_gram(ws, ws) @ a_s)
+    for wt, a_t in targets:
+        f2_t = float(a_t @ relu_gram(wt, wt) @ a_t)
+        cross = float(a_s @ relu_gram(ws, wt) @ a_t)
+        diff = max(f2_s + f2_t - 2 * cross, 0.0)  # E (f_s - f_t)^2
+        m_t = float(a_t @ mean(np.linalg.norm(wt, axis=1)))
+        sd_s, sd_t = np.sqrt(f2_s - m_s**2 + var), np.sqrt(f2_t - m_t**2 + var)
+        kl.append(diff / (2 * var))
+        upper.append(diff)
+        lower.append((m_s - m_t) ** 2 + (sd_s - sd_t) ** 2)
+        overlap = feature_overlap(ws, wt, a_t)
+        residual.append(max(overlap.residual, 0.0))
+        norms.append(f2_t)
+    arrays = (np.array(v) for v in (kl, lower, upper, residual, norms))
+    return ReluTargets(tuple(labels), *arrays, float(noise_std))
+
+
+def relu_span_family(dim: int = 50, teacher_width: int = 20, noise_std: float = 0.2,
+                     scales=np.linspace(1.0, 3.0, 9), seed: int = 0) -> ReluTargets:
+    """ReLU targets ``f_t = a f_s`` inside the span of the source's neurons: the
+    linear-transfer residual is 0 for every ``a`` while KL and W2 grow as ``(a - 1)^2``."""
+    _array("noise_std", noise_std, lower=0.0, lower_open=True)
+    scales = _scale(scales).ravel()
+    ws, a_s = _relu_teacher(dim, teacher_width, seed)
+    targets = [(ws, a * a_s) for a in scales]
+    return _relu_distances((ws, a_s), targets, noise_std, [f"{a:g} f_s" for a in scales])
+
+
+def relu_nearer_but_worse(dim: int = 50, teacher_width: int = 20, noise_std: float = 0.2,
+                          replaced: float = 0.25, scale: float = 2.0, seed: int = 0) -> ReluTargets:
+    """Two ReLU targets of one source: ``f_s`` with a fraction ``replaced`` of its neurons
+    replaced by fresh ones (near), and ``scale f_s`` (far).  The near one is closer in KL
+    and in W2 (its upper bound below the far one's lower bound) yet lies partly outside
+    the span of the source's features, the far one not at all.
+
+    Raises ``ValueError`` if the chosen values do not give such a pair.
+    """
+    _array("noise_std", noise_std, lower=0.0, lower_open=True)
+    if not 0.0 < replaced <= 1.0:
+        raise ValueError(f"parameter replaced must be in (0, 1] (got {replaced:g})")
+    ws, a_s = _relu_teacher(dim, teacher_width, seed)
+    count = max(1, int(round(replaced * teacher_width)))
+    fresh, _ = _relu_teacher(dim, count, seed + 1)
+    wn = ws.copy()
+    wn[:count] = fresh
+    out = _relu_distances((ws, a_s), [(wn, a_s), (ws, scale * a_s)], noise_std,
+                          [f"{count} of {teacher_width} neurons replaced", f"{scale:g} f_s"])
+    near_w2, far_w2 = out.w2_upper[0], out.w2_lower[1]
+    if not (out.kl[0] < out.kl[1] and near_w2 < far_w2 and out.residual[0] > out.residual[1]):
+        raise ValueError(
+            f"parameters replaced = {replaced:g}, scale = {scale:g} at noise_std = {noise_std:g} "
+            "do not give a nearer-but-worse pair"
+        )
+    return out

@@ -7,7 +7,10 @@ interrupted sweep.
 
 Grids.  ``--preset quick`` (the default; a few minutes on two cores) or ``--preset
 paper`` (SPEC section 4: ``d = 500``, ``L = 2``, 20 replicates, ``gamma`` 0.1..2.0,
-``theta/(pi/2)`` 0.05..1.0, ``sigma`` 0 and 0.2).  Any axis flag replaces the preset's
+``theta/(pi/2)`` 0.05..1.0, ``sigma`` 0 and 0.2, ``whitened`` solver).  ``--solver``
+picks the training solver (``gd``: gradient descent on the empirical loss; ``whitened``:
+preconditioned by ``(X^T X / n)^+``, the same end points in far fewer steps near
+``gamma = 1``).  Any axis flag replaces the preset's
 values for that axis: a comma list (``--gamma 0.5,1.5``), or ``start:stop:num`` (evenly
 spaced, both ends included: ``--theta 0:pi/2:5``).  Values may be written with ``pi``
 (``pi/4``, ``3pi/8``, ``0.25*pi``) and ``inf`` (``--gamma-s inf``: population source).
@@ -33,7 +36,7 @@ import sys
 from pathlib import Path
 
 from featfate_sym.sweeps.grid import MAX_SEED, Grid
-from featfate_sym.sweeps.presets import PRESETS, preset_axes
+from featfate_sym.sweeps.presets import PRESETS, preset_axes, preset_solver
 
 __all__ = ["main", "parse_values"]
 
@@ -119,6 +122,12 @@ def _parser() -> _Parser:
     for flag, (axis, allowed, _, _) in _AXIS_FLAGS.items():
         names = [f"--{flag}"] + ([f"--{axis}"] if axis != flag else [])
         parser.add_argument(*names, dest=axis, metavar="VALUES", help=f"values of {axis}, {allowed}")
+    parser.add_argument(
+        "--solver",
+        choices=("gd", "whitened"),
+        help="training solver: gd (gradient descent) or whitened (preconditioned by (X^T X/n)^+, same end "
+        "points, fast near gamma = 1); default: the preset's (quick gd, paper whitened)",
+    )
     parser.add_argument("--replicates", type=int, help="experiments per cell (>= 1; preset: quick 20, paper 20)")
     parser.add_argument("--seed", type=int, default=0, help=f"base seed in [0, {MAX_SEED}] (default 0)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="precision (default float64)")
@@ -201,10 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         grid = _grid(args)
+        solver = args.solver or preset_solver(args.preset)
         out = Path(args.out if args.out else f"sweep-{args.preset}")
         if args.dry_run:
             print(f"grid: {grid.summary()}")
             print(f"cells: {grid.size}, replicates: {grid.replicates}, runs: {grid.size * grid.replicates}")
+            print(f"solver: {solver}")
             print(f"output: {out / 'results.nc'}")
             return 0
         if args.scheduler is None:
@@ -213,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
         return 2
 
+    from featfate_sym.sweeps.executors import SOLVER_CELLS
     from featfate_sym.sweeps.runner import run_sweep
     from featfate_sym.sweeps.storage import SweepMismatchError
 
@@ -221,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         report = run_sweep(
             grid,
             out,
+            cell_function=SOLVER_CELLS[solver],
             dtype=args.dtype,
             device=args.device,
             workers=args.workers,

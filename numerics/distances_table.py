@@ -1,7 +1,8 @@
 """Do data-centric distances predict transfer?  Rank correlations of KL and W2^2 with the
 linear-transfer transferability T, an explicit pair of tasks where the nearer one (in
 both distances) transfers worse, Dudley's bounded-Lipschitz distance (bounded by 2, with
-its derived lower bound), and the figure.
+its derived lower bound), the same for two-layer ReLU teachers (the in-span family a f_s
+and a nearer target with replaced neurons), and the figure.
 
 Tasks: x ~ N(0, I_d), y | x ~ N(beta_t . x, sigma^2), beta_t = a * unit(theta) against the
 unit source teacher (featfate_sym.distances_vs_transfer; paper v1 Thm 2.2, v2 appendix).
@@ -71,6 +72,17 @@ def main(argv=None) -> int:
     rho = dvt.rank_correlations(dvt.bl_lower_bound(distinct, args.sigma)[inverse], grid.transfer)
     print(f"Spearman(beta lower bound, T_lt) on the (theta, gamma) paper grid: {rho.spearman:.3f}; "
           "beta <= 2 for every pair of tasks, however far apart")
+
+    print()
+    family = dvt.relu_span_family(noise_std=args.sigma)
+    pair = dvt.relu_nearer_but_worse(noise_std=args.sigma)
+    print(f"ReLU teachers (d = 50, m* = 20 unit neurons, sigma = {args.sigma:g}): the linear-transfer limit is "
+          "|P_perp f_t|^2 outside the span of the source neurons")
+    print(f"{'target':<28} {'KL':>10} {'W2^2 >=':>9} {'W2^2 <=':>9} {'|P_perp f_t|^2':>15}")
+    for targets in (family, pair):
+        for row in zip(targets.label, targets.kl, targets.w2_lower, targets.w2_upper, targets.residual):
+            label, k, lo, up, res = row
+            print(f"{label:<28} {k:>10.4f} {lo:>9.4f} {up:>9.4f} {res:>15.3e}")
     if args.out is not None:
         from featfate_sym.plotting import distances, style
 

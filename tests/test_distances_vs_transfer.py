@@ -226,6 +226,56 @@ def test_figure_renders(tmp_path):
         distances.distances(sigma=0.0)
 
 
+# --- ReLU teachers ------------------------------------------------------------------------
+
+
+def _relu(w, a, x):
+    return np.maximum(x @ w.T, 0.0) @ a
+
+
+def test_relu_span_family_is_inside_the_span_while_distances_grow(seed):
+    """``f_t = a f_s``: the exact residual outside the source neurons' span is 0 (to
+    rounding, relative to ``|f_t|^2``) for every ``a``, while KL grows as ``(a - 1)^2``.
+    KL and the W2 bounds are checked against sampling (2e5 draws, seeded): the Monte
+    Carlo ``E (f_s - f_t)^2`` has a relative standard error below 1%, so 5% is a > 5 sigma
+    tolerance; the sorted-sample W2^2 of the label marginals, an estimate of a quantity
+    between the two bounds, must fall between them (within the same tolerance)."""
+    sigma = 0.3
+    fam = dvt.relu_span_family(dim=12, teacher_width=6, noise_std=sigma, scales=[1.0, 1.5, 2.5], seed=seed)
+    assert np.all(fam.residual <= 1e-12 * fam.target_norm)
+    np.testing.assert_allclose(fam.kl[1:] / fam.kl[-1], np.array([0.5, 1.5]) ** 2 / 1.5**2, rtol=1e-12)
+    assert fam.kl[0] == 0 and fam.w2_upper[0] == 0 and fam.w2_lower[0] < 1e-12
+    assert np.all(np.diff(fam.w2_lower) > 0) and np.all(fam.w2_lower <= fam.w2_upper + 1e-15)
+
+    ws, a_s = dvt._relu_teacher(12, 6, seed)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((200_000, 12))
+    f = _relu(ws, a_s, x)
+    for a, kl, lower, upper in zip([1.5, 2.5], fam.kl[1:], fam.w2_lower[1:], fam.w2_upper[1:]):
+        mc = np.mean(((a - 1) * f) ** 2) / (2 * sigma**2)
+        assert kl == pytest.approx(mc, rel=0.05)
+        y_s = np.sort(f + sigma * rng.standard_normal(f.size))
+        y_t = np.sort(a * f + sigma * rng.standard_normal(f.size))
+        marginal = np.mean((y_s - y_t) ** 2)
+        assert lower * 0.95 <= marginal <= upper * 1.05
+
+
+def test_relu_nearer_but_worse_pair(seed):
+    """Replacing a quarter of the source's neurons gives a target nearer in KL and W2
+    (its W2 upper bound below the scaled target's lower bound) whose overlap with the
+    source span is incomplete, ``|P_perp f_t|^2 > 0``; the scaled target's is 0."""
+    pair = dvt.relu_nearer_but_worse(noise_std=0.2, seed=seed)
+    assert pair.kl[0] < pair.kl[1] and pair.w2_upper[0] < pair.w2_lower[1]
+    assert pair.residual[0] > 0.01 * pair.target_norm[0]
+    assert pair.residual[1] <= 1e-12 * pair.target_norm[1]
+    with pytest.raises(ValueError, match="replaced"):
+        dvt.relu_nearer_but_worse(replaced=0.0)
+    with pytest.raises(ValueError, match="nearer-but-worse"):
+        dvt.relu_nearer_but_worse(scale=1.05)
+    with pytest.raises(ValueError, match="noise_std"):
+        dvt.relu_span_family(noise_std=0.0)
+
+
 def test_script_prints_table_and_writes_figure(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", [str(SCRIPT), "--out", str(tmp_path), "--quick"])
     with pytest.raises(SystemExit) as exc:
@@ -233,6 +283,7 @@ def test_script_prints_table_and_writes_figure(tmp_path, monkeypatch, capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "Spearman" in out and "Kendall" in out and "nearer" in out
+    assert "ReLU" in out and "neurons replaced" in out
     _assert_not_blank(tmp_path / "distances_vs_transfer.png", tmp_path / "distances_vs_transfer.pdf")
 
 

@@ -83,6 +83,7 @@ def test_dry_run_prints_grid_and_exits(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "gamma(20) x theta(20) x sigma(2) = 800 cells x 20 replicates" in out
     assert "d=500" in out and "L=2" in out
+    assert "solver: whitened" in out  # the paper preset's solver
     assert not (tmp_path / "p").exists()
     # axis flags replace the preset's axes; one value fixes an axis
     assert simulate.main(["--gamma", "0.5", "--lam", "0:0.5:6", "--dry-run"]) == 0
@@ -94,6 +95,24 @@ def test_dry_run_in_a_subprocess():
     done = run_cli("--dry-run")
     assert done.returncode == 0 and done.stderr == ""
     assert "gamma(5) x theta(3) x sigma(2) = 30 cells x 20 replicates" in done.stdout and "d=100" in done.stdout
+    assert "solver: gd" in done.stdout
+
+
+def test_solver_flag_runs_and_is_recorded(tmp_path, capsys):
+    """``--solver whitened`` trains with the whitened solver (recorded with the sweep, so
+    a rerun with the other solver is a different sweep) and reaches gradient descent's
+    end points: at ``gamma = 1.5`` both end at the unique least-squares solution."""
+    args = ["--gamma", "1.5", "--theta", "pi/4", "--sigma", "0.2", "--d", "12", "--replicates", "2", "--quiet", "--workers", "1"]
+    assert simulate.main([*args, "--solver", "whitened", "--out", str(tmp_path / "w")]) == 0
+    assert simulate.main([*args, "--out", str(tmp_path / "g")]) == 0
+    white, plain = open_sweep(tmp_path / "w" / "results.nc"), open_sweep(tmp_path / "g" / "results.nc")
+    assert white.attrs["cell_function"] == "featfate_sym.simulation.run_cell(solver='whitened')"
+    assert plain.attrs["cell_function"] == "featfate_sym.simulation.run_cell"
+    np.testing.assert_allclose(white["risk_sc"], plain["risk_sc"], atol=1e-5)
+    np.testing.assert_allclose(white["risk_ft"], plain["risk_ft"], atol=1e-5)
+    capsys.readouterr()
+    assert simulate.main([*args, "--out", str(tmp_path / "w")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
 
 
 def test_tiny_real_run_resume_and_mismatch(tmp_path, capsys):

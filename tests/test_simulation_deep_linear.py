@@ -41,6 +41,7 @@ from featfate_sym.simulation import (
     sample_regression,
     small_init,
     train_scratch,
+    whitened,
 )
 from checks import bonferroni_z
 
@@ -131,15 +132,17 @@ def test_float32_matches_float64(seed):
 # --- the training engine ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("solver", ["gd", "whitened"])
 @pytest.mark.parametrize("depth", [1, 2, 3, 4])
-def test_scratch_converges_to_minimum_norm_interpolator(seed, depth):
+def test_scratch_converges_to_minimum_norm_interpolator(seed, depth, solver):
     """Paper Thm 3.5: small-initialisation training from scratch ends at ``X^+ y``; and
-    above ``n = d`` at the least-squares solution with the least-squares loss."""
+    above ``n = d`` at the least-squares solution with the least-squares loss.  Both
+    solvers (the whitened one reports the loss of the original problem)."""
     gen = torch.Generator().manual_seed(seed)
     teachers = make_teachers(3, 20, 0.5, gen)
     for n in (10, 35):
         data = sample_regression(teachers.target, n, 0.5, gen)
-        weights, run = train_scratch(data, depth, gen, EngineOptions())
+        weights, run = train_scratch(data, depth, gen, EngineOptions(solver=solver))
         assert bool(run.converged.all())
         beta = end_to_end(weights)
         pinv = torch.linalg.pinv(data.design) @ data.labels.unsqueeze(-1)
@@ -212,15 +215,19 @@ def test_pretrained_features_are_rank_one_along_source(seed, depth):
     assert float((1 - align).max()) < 1e-9
 
 
+@pytest.mark.parametrize("whiten", [False, True])
 @pytest.mark.parametrize("depth", [2, 3])
-def test_conserved_quantity_drift_follows_per_step_law(seed, depth):
+def test_conserved_quantity_drift_follows_per_step_law(seed, depth, whiten):
     """``D_l(k+1) - D_l(k) = eta^2 (G_l^T G_l - G_{l+1} G_{l+1}^T)`` exactly, summed over a
     run: the measured drift equals the predicted one to rounding, while the drift itself
     is far above rounding (so the comparison is not vacuous) and far below the
-    first-order change ``eta |G| |W|`` that the identity cancels."""
+    first-order change ``eta |G| |W|`` that the identity cancels.  The same law holds on
+    the whitened loss (a loss of ``beta`` alone), the premise of the whitened solver."""
     gen = torch.Generator().manual_seed(seed)
     teachers = make_teachers(3, 12, 0.4, gen)
     data = sample_regression(teachers.target, 8, 0.5, gen)
+    if whiten:
+        data = whitened(data)
     weights = small_init(3, 12, depth, gen, scale=0.3)
     monitor = DriftMonitor(weights)
     gradient_descent(weights, data, tol=1e-300, max_steps=300, monitor=monitor)
@@ -234,6 +241,31 @@ def test_conserved_quantity_drift_follows_per_step_law(seed, depth):
     assert float((measured - 1.1 * monitor.predicted[0]).abs().max()) > 1e3 * 1e-12
 
 
+def test_whitened_loss_is_the_preconditioned_loss(seed):
+    """The whitened problem's gradient is ``Sxx^+`` times the original gradient, its
+    minimum is 0 at the same minimum-norm minimiser, and its curvature is the row-space
+    projector (``None``, the identity, once ``n >= d``)."""
+    gen = torch.Generator().manual_seed(seed)
+    teachers = make_teachers(3, 10, 0.4, gen)
+    beta = torch.randn(3, 10, generator=gen, dtype=torch.float64)
+    for n in (6, 14):
+        data = sample_regression(teachers.target, n, 0.5, gen)
+        white = whitened(data)
+        grad = (data.sxx @ beta.unsqueeze(-1)).squeeze(-1) - data.sxy
+        pre = (torch.linalg.pinv(data.sxx, hermitian=True) @ grad.unsqueeze(-1)).squeeze(-1)
+        sxx = torch.eye(10, dtype=torch.float64) if white.sxx is None else white.sxx
+        got = (sxx @ beta.unsqueeze(-1)).squeeze(-1) - white.sxy
+        np.testing.assert_allclose(got, pre, atol=1e-10)
+        assert (white.sxx is None) == (n >= 10)
+        if white.sxx is not None:
+            np.testing.assert_allclose(white.sxx @ white.sxx, white.sxx, atol=1e-12)
+            assert torch.allclose(torch.linalg.matrix_rank(white.sxx), torch.tensor(n))
+        assert float(white.min_loss.abs().max()) == 0.0
+        np.testing.assert_array_equal(white.minimiser, data.minimiser)
+    population = population_data(teachers.source)
+    assert whitened(population) is population
+
+
 def test_conserved_quantities_vanish_after_small_init_pretraining(seed):
     """Small initialisation makes the network balanced: ``D_l = O(alpha^2)`` at init, and
     it stays small (drift ``O(eta^2 |G|^2)`` summed over a short run)."""
@@ -244,14 +276,18 @@ def test_conserved_quantities_vanish_after_small_init_pretraining(seed):
         assert float(dl.abs().max()) < 0.05
 
 
+@pytest.mark.parametrize("solver", ["gd", "whitened"])
 @pytest.mark.parametrize("depth", [2, 3])
-def test_fine_tuning_ends_at_balanced_flow_end_point(seed, depth):
+def test_fine_tuning_ends_at_balanced_flow_end_point(seed, depth, solver):
     """Per replicate, no statistics: fine-tuning from balanced pretrained weights keeps
     the null-space part parallel to ``beta_s`` with scale ``c^(L-1)``, ``c^(2L) - a c^(2L-2)
     - b = 0`` (``a = |(I-P) beta_s|^2``, ``b = |X^+ y|^2``), and interpolates in the row
     space (SPEC section 2, exact for balanced flow).  The step control keeps the run
     balanced: the end point is within 2e-3 of the prediction, and the plain adaptive step
-    (error proportional to the step) misses it by far more (about 40x here)."""
+    (error proportional to the step) misses it by far more (about 40x here).  The
+    whitened solver ends at the same point (the argument of
+    :mod:`featfate_sym.simulation.deep_linear`: same minimisers, conserved quantities and
+    null-space part of ``W_1``)."""
     d, n, sigma = 30, 15, 1.0
     gen = torch.Generator().manual_seed(seed)
     teachers = make_teachers(8, d, 0.4 * math.pi, gen)
@@ -266,12 +302,48 @@ def test_fine_tuning_ends_at_balanced_flow_end_point(seed, depth):
     c = np.sqrt(x)
     predicted = data.minimiser + torch.from_numpy(c ** (depth - 1)).unsqueeze(-1) * null_s
     errors = {}
-    for label, options in (("controlled", EngineOptions()), ("plain", EngineOptions(fine_tune_drift_control=None))):
+    plain = EngineOptions(solver=solver, fine_tune_drift_control=None)
+    for label, options in (("controlled", EngineOptions(solver=solver)), ("plain", plain)):
         weights, run = fine_tune(pre, data, options)
         assert bool(run.converged.all())
         errors[label] = float((end_to_end(weights) - predicted).norm(dim=-1).max())
     assert errors["controlled"] < 2e-3
     assert errors["plain"] > 3 * errors["controlled"]
+
+
+def test_whitened_solver_converges_near_n_equals_d(seed):
+    """Near ``n = d`` the smallest curvature of the empirical loss is close to zero:
+    within a cap of 3000 steps gradient descent leaves most replicates unconverged,
+    while the whitened solver converges (every curvature 1) and ends where gradient flow
+    ends: scratch at ``X^+ y`` (in the row space, to the whitened tolerance),
+    fine-tuning at the balanced end point (same bound as at ``n = d / 2``), and at ``n =
+    d`` both at the unique least-squares solution."""
+    d, depth = 40, 2
+    gen = torch.Generator().manual_seed(seed)
+    teachers = make_teachers(6, d, 0.4 * math.pi, gen)
+    pre, _ = pretrain(population_data(teachers.source), depth, gen, EngineOptions())
+    capped = dict(max_steps=3000)
+    for n in (d - 2, d):
+        data = sample_regression(teachers.target, n, 0.5, gen)
+        pinv = (torch.linalg.pinv(data.design) @ data.labels.unsqueeze(-1)).squeeze(-1)
+        _, plain = train_scratch(data, depth, gen, EngineOptions(**capped))
+        assert int(plain.converged.sum()) <= 3
+        weights, run = train_scratch(data, depth, gen, EngineOptions(solver="whitened", **capped))
+        assert bool(run.converged.all()) and int(run.steps.max()) < 300
+        # the whitened tolerance tol / lambda_max bounds |P beta - X^+ y|^2 by 1e-9
+        proj = torch.linalg.pinv(data.design) @ data.design
+        row = (proj @ end_to_end(weights).unsqueeze(-1)).squeeze(-1)
+        assert float((row - pinv).norm(dim=-1).max()) < math.sqrt(1e-9)
+        weights, run = fine_tune(pre, data, EngineOptions(solver="whitened", **capped))
+        assert bool(run.converged.all())
+        null_s = ((torch.eye(d, dtype=torch.float64) - proj) @ teachers.source.unsqueeze(-1)).squeeze(-1)
+        a, b = (null_s**2).sum(-1), (pinv**2).sum(-1)
+        c2 = (a + torch.sqrt(a * a + 4 * b)) / 2  # L = 2: c^4 - a c^2 - b = 0
+        predicted = pinv + torch.sqrt(c2).unsqueeze(-1) * null_s
+        err = (end_to_end(weights) - predicted).norm(dim=-1) / predicted.norm(dim=-1)
+        assert float(err.max()) < 2e-3
+        if n == d:
+            assert float(a.max()) < 1e-20
 
 
 # --- linear transfer: the order of limits -------------------------------------------------

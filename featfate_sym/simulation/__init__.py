@@ -7,6 +7,7 @@ pretrained features.  See :mod:`featfate_sym.simulation.deep_linear`.
 """
 
 from featfate_sym.simulation.deep_linear import (
+    SOLVERS,
     EngineOptions,
     TransferOutcome,
     fine_tune,
@@ -31,6 +32,7 @@ from featfate_sym.simulation.tasks import (
     population_data,
     risk,
     sample_regression,
+    whitened,
 )
 from featfate_sym.simulation.training import (
     DescentResult,
@@ -42,6 +44,7 @@ from featfate_sym.simulation.training import (
 )
 
 __all__ = [
+    "SOLVERS",
     "RidgeBaseline",
     "default_lam_grid",
     "simulate_ridge_baseline",
@@ -72,4 +75,5 @@ __all__ = [
     "simulate_transfer",
     "small_init",
     "train_scratch",
+    "whitened",
 ]

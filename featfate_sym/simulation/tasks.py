@@ -11,7 +11,10 @@ through ``Sxx = X^T X / n``, ``Sxy = X^T y / n`` and ``(1/n)|y|^2``, so a traini
 costs the same whatever ``n``.  The least-squares minimiser (minimum norm) and the top
 eigenvalue of ``Sxx`` are computed once per data set, in float64, from an
 eigendecomposition: they give the convergence criterion and the curvature scale of the
-adaptive step (see :mod:`featfate_sym.simulation.training`).
+adaptive step (see :mod:`featfate_sym.simulation.training`).  The same decomposition
+gives the projector onto the row space of ``X``, from which :func:`whitened` forms the
+whitened loss ``|P beta - beta*|^2`` (the loss of the ``whitened`` solver, see
+:mod:`featfate_sym.simulation.deep_linear`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,15 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Teachers", "RegressionData", "make_teachers", "sample_regression", "population_data", "risk"]
+__all__ = [
+    "Teachers",
+    "RegressionData",
+    "make_teachers",
+    "sample_regression",
+    "population_data",
+    "whitened",
+    "risk",
+]
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,8 @@ class RegressionData:
     feature matrix (the naive pseudo-inverse of linear transfer); ``None`` for the
     population loss.  ``sxx is None`` means the identity (population loss, unit input
     covariance), which the training loop uses to skip a matrix-vector product.
+    ``projector`` is the orthogonal projector onto the row space of ``X`` (the range of
+    ``Sxx``), ``None`` where that is the whole space (``n >= d``, or the population loss).
     """
 
     sxx: torch.Tensor | None  # (R, d, d) or None = identity
@@ -51,6 +64,7 @@ class RegressionData:
     n_samples: int
     design: torch.Tensor | None = None  # (R, n, d)
     labels: torch.Tensor | None = None  # (R, n)
+    projector: torch.Tensor | None = None  # (R, d, d) or None = identity
 
 
 def make_teachers(
@@ -85,10 +99,15 @@ def _statistics(design: torch.Tensor, labels: torch.Tensor, keep_design: bool) -
     # Numerical rank of X^T X / n: eigenvalues below the rounding level of the largest
     # one are zero (numpy.linalg.matrix_rank's rule); the null space holds no signal.
     cutoff = top.unsqueeze(-1) * max(n, dim) * torch.finfo(torch.float64).eps
-    inv = torch.where(evals > cutoff, 1.0 / evals.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+    kept = evals > cutoff
+    inv = torch.where(kept, 1.0 / evals.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
     coeff = (evecs.mT @ sxy.unsqueeze(-1)).squeeze(-1) * inv
     minimiser = (evecs @ coeff.unsqueeze(-1)).squeeze(-1)
     min_loss = (yy - (minimiser * sxy).sum(-1)).clamp_min(0.0)
+    projector = None
+    if not bool(kept.all()):
+        basis = evecs * kept.unsqueeze(-2)
+        projector = basis @ basis.mT
     return RegressionData(
         sxx=sxx,
         sxy=sxy,
@@ -99,6 +118,7 @@ def _statistics(design: torch.Tensor, labels: torch.Tensor, keep_design: bool) -
         n_samples=n,
         design=design if keep_design else None,
         labels=labels if keep_design else None,
+        projector=projector,
     )
 
 
@@ -143,6 +163,30 @@ def population_data(teacher: torch.Tensor) -> RegressionData:
     )
 
 
+def whitened(data: RegressionData) -> RegressionData:
+    """The whitened problem of ``data``: the loss ``|P beta - beta*|^2`` (``P`` the
+    projector onto the row space, ``beta*`` the minimum-norm minimiser), written as
+    regression statistics ``Sxx = P``, ``Sxy = beta*``, ``(1/n)|y|^2 = |beta*|^2``.
+
+    Its gradient is ``Sxx^+`` times the gradient of the original loss (``2 (Sxx beta -
+    Sxy) = 2 Sxx (beta - beta*)`` and ``Sxx^+ Sxx = P``); it has the same minimisers
+    (``P beta = beta*``), and every nonzero curvature is 1.  ``min_loss`` is 0 and
+    ``top_eigenvalue`` 1.  The population loss is already whitened and is returned as is.
+    """
+    if data.sxx is None:
+        return data
+    beta = data.minimiser
+    return RegressionData(
+        sxx=data.projector,
+        sxy=beta,
+        yy=(beta * beta).sum(-1),
+        minimiser=beta,
+        min_loss=torch.zeros_like(data.min_loss),
+        top_eigenvalue=torch.ones_like(data.top_eigenvalue),
+        n_samples=data.n_samples,
+    )
+
+
 def to_device(data: RegressionData, device: torch.device | str, dtype: torch.dtype) -> RegressionData:
     """A copy of ``data`` on ``device`` in ``dtype`` (the design stays float64 on the CPU)."""
 
@@ -159,6 +203,7 @@ def to_device(data: RegressionData, device: torch.device | str, dtype: torch.dty
         n_samples=data.n_samples,
         design=data.design,
         labels=data.labels,
+        projector=move(data.projector),
     )
 
 

@@ -12,7 +12,7 @@ self-describing netCDF dataset, resumable after an interruption.
 The command line is ``python -m featfate_sym.simulate``.
 """
 
-from featfate_sym.sweeps.executors import simulation_cell
+from featfate_sym.sweeps.executors import SOLVER_CELLS, simulation_cell, whitened_simulation_cell
 from featfate_sym.sweeps.grid import AXES, DEFAULTS, MAX_SEED, Cell, Grid, cell_seed
 from featfate_sym.sweeps.presets import PRESETS, preset_axes, preset_grid
 from featfate_sym.sweeps.runner import SweepReport, run_sweep
@@ -33,4 +33,6 @@ __all__ = [
     "preset_grid",
     "run_sweep",
     "simulation_cell",
+    "whitened_simulation_cell",
+    "SOLVER_CELLS",
 ]

@@ -27,7 +27,7 @@ import numpy as np
 
 from featfate_sym.sweeps.grid import Cell
 
-__all__ = ["CellFunction", "simulation_cell", "cell_function_name", "run_in_process", "run_in_processes", "run_on_dask"]
+__all__ = ["CellFunction", "simulation_cell", "whitened_simulation_cell", "SOLVER_CELLS", "cell_function_name", "run_in_process", "run_in_processes", "run_on_dask"]
 
 #: ``cell_function(params, *, replicates, seed, device, dtype) -> {name: array (replicates,)}``
 CellFunction = Callable[..., dict]
@@ -41,10 +41,27 @@ def simulation_cell(params: dict, *, replicates: int, seed: int, device: str = "
     return run_cell(params, replicates=replicates, seed=seed, device=device, dtype=dtype)
 
 
+def whitened_simulation_cell(
+    params: dict, *, replicates: int, seed: int, device: str = "cpu", dtype: str = "float64"
+) -> dict:
+    """:func:`simulation_cell` with the ``whitened`` solver (same end points, steps
+    independent of the conditioning of ``X^T X / n``; see
+    :mod:`featfate_sym.simulation.deep_linear`)."""
+    from featfate_sym.simulation import run_cell
+
+    return run_cell(params, replicates=replicates, seed=seed, device=device, dtype=dtype, solver="whitened")
+
+
+#: the simulation cell function of each training solver
+SOLVER_CELLS = {"gd": simulation_cell, "whitened": whitened_simulation_cell}
+
+
 def cell_function_name(function: CellFunction) -> str:
     """The importable name of a cell function (recorded with the sweep)."""
     if function is simulation_cell:
         return "featfate_sym.simulation.run_cell"
+    if function is whitened_simulation_cell:
+        return "featfate_sym.simulation.run_cell(solver='whitened')"
     return f"{function.__module__}.{function.__qualname__}"
 
 
