@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-from featfate_sym.sweeps import preset_grid, run_sweep
+from featfate_sym.sweeps import SOLVER_CELLS, preset_grid, preset_solver, run_sweep
 
 
 def main(argv=None) -> int:
@@ -34,10 +34,17 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix=f"bench-sweep-{name}-") as scratch:
         out = args.out or scratch
         started = time.perf_counter()
-        report = run_sweep(grid, out, dtype=args.dtype, workers=args.workers, progress=True)
+        report = run_sweep(
+            grid,
+            out,
+            cell_function=SOLVER_CELLS[preset_solver(name)],
+            dtype=args.dtype,
+            workers=args.workers,
+            progress=True,
+        )
         wall = time.perf_counter() - started
     print(f"preset {name}: {grid.summary()}")
-    print(f"workers {args.workers}, dtype {args.dtype}, cpus {os.cpu_count()}")
+    print(f"workers {args.workers}, dtype {args.dtype}, solver {preset_solver(name)}, cpus {os.cpu_count()}")
     print(f"cells {grid.size} ({report.computed} computed, {report.resumed} resumed), runs {grid.size * grid.replicates}")
     print(f"wall time {wall:.1f} s ({wall / 60:.2f} min); {wall / max(report.computed, 1):.2f} s per computed cell")
     for procedure, (done, total) in report.converged().items():

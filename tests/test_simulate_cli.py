@@ -108,8 +108,11 @@ def test_solver_flag_runs_and_is_recorded(tmp_path, capsys):
     white, plain = open_sweep(tmp_path / "w" / "results.nc"), open_sweep(tmp_path / "g" / "results.nc")
     assert white.attrs["cell_function"] == "featfate_sym.simulation.run_cell(solver='whitened')"
     assert plain.attrs["cell_function"] == "featfate_sym.simulation.run_cell"
-    np.testing.assert_allclose(white["risk_sc"], plain["risk_sc"], atol=1e-5)
-    np.testing.assert_allclose(white["risk_ft"], plain["risk_ft"], atol=1e-5)
+    # gd's stopping rule (excess loss <= 1e-9) leaves up to sqrt(1e-9 / lambda_min(Sxx))
+    # ~ 2e-4 along the weakest data direction at n = 18, d = 12 (lambda_min >= 0.03), so
+    # the risks agree to about 2e-4 |beta - beta_t|
+    np.testing.assert_allclose(white["risk_sc"], plain["risk_sc"], atol=5e-4)
+    np.testing.assert_allclose(white["risk_ft"], plain["risk_ft"], atol=5e-4)
     capsys.readouterr()
     assert simulate.main([*args, "--out", str(tmp_path / "w")]) == 2
     assert "--overwrite" in capsys.readouterr().err

@@ -50,8 +50,8 @@ relative to the weights, the imbalance a step makes is about its loss decrease o
 ``L |beta|^2`` (``eta ~ 1 / (L |beta|^(2-2/L))``, ``|W_l|^2 ~ |beta|^(2/L)``), so a
 solution of large norm (label noise near ``n = d``) tolerates a proportionally larger
 excess, and its end point keeps the same relative accuracy without a step count that
-grows with ``|beta*|^2``.  Measured (step_scale = 1, d = 60, L = 2, theta = 0.4 pi, sigma = 0
-and 1, 40 replicates): the mean of ``T_ft`` misses its gradient-flow value (the balanced
+grows with ``|beta*|^2``.  Measured with the level ``rho`` itself (step_scale = 1, d =
+60, L = 2, theta = 0.4 pi, sigma = 0 and 1, 40 replicates): the mean of ``T_ft`` misses its gradient-flow value (the balanced
 end point) by 0.017 / 0.019 with the plain adaptive step, 0.004 / 0.003 with ``rho =
 0.1``, 0.0007 / 0.0005 with ``rho = 0.01`` (for 1.5-3x the steps) and 1e-4 with ``rho =
 0.001`` (10-20x the steps); the error is proportional to the step, as the drift law says.

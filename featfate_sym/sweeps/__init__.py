@@ -14,7 +14,7 @@ The command line is ``python -m featfate_sym.simulate``.
 
 from featfate_sym.sweeps.executors import SOLVER_CELLS, simulation_cell, whitened_simulation_cell
 from featfate_sym.sweeps.grid import AXES, DEFAULTS, MAX_SEED, Cell, Grid, cell_seed
-from featfate_sym.sweeps.presets import PRESETS, preset_axes, preset_grid
+from featfate_sym.sweeps.presets import PRESETS, preset_axes, preset_grid, preset_solver
 from featfate_sym.sweeps.runner import SweepReport, run_sweep
 from featfate_sym.sweeps.storage import SweepMismatchError, open_sweep
 
@@ -31,6 +31,7 @@ __all__ = [
     "open_sweep",
     "preset_axes",
     "preset_grid",
+    "preset_solver",
     "run_sweep",
     "simulation_cell",
     "whitened_simulation_cell",
