@@ -407,25 +407,30 @@ class ReluTargets:
     noise_std: float
 
 
-def _relu_teacher(dim: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``width`` unit neurons uniform on the sphere of ``R^dim``, readout ``1/sqrt(width)``
-    (the convention of :func:`featfate_sym.simulation.relu.make_relu_tasks`)."""
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal((width, dim))
-    return w / np.linalg.norm(w, axis=1, keepdims=True), np.full(width, 1.0 / np.sqrt(width))
+def _relu_tasks(dim: int, width: int, replaced: float, seed: int) -> tuple[tuple, tuple]:
+    """``(f, f with a fraction replaced of its neurons replaced)`` as ``(weights,
+    readout)`` arrays, from :func:`featfate_sym.simulation.relu.make_relu_tasks` (unit
+    neurons uniform on the sphere, readout ``1/sqrt(width)``; its ``replace`` variant)."""
+    from featfate_sym.simulation.relu import make_relu_tasks
+
+    tasks = make_relu_tasks(dim, width, replaced, seed=seed, replace=True)
+    return tuple(
+        (teacher.weights.cpu().numpy(), teacher.readout.cpu().numpy()) for teacher in (tasks.target, tasks.source)
+    )
 
 
 def _relu_distances(source, targets, noise_std: float, labels) -> ReluTargets:
-    from featfate_sym.relu_overlap import feature_overlap, relu_gram
+    from featfate_sym.relu_overlap import feature_overlap, relu_gram, target_norm
 
     mean = ff.get("relu.mean").numpy
     ws, a_s = source
     var = noise_std**2
     kl, lower, upper, residual, norms = [], [], [], [], []
     m_s = float(a_s @ mean(np.linalg.norm(ws, axis=1)))
-    f2_s = float(a_s @ relu_gram(ws, ws) @ a_s)
+    f2_s = target_norm(ws, a_s)
     for wt, a_t in targets:
-        f2_t = float(a_t @ relu_gram(wt, wt) @ a_t)
+        overlap = feature_overlap(ws, wt, a_t)
+        f2_t = overlap.target_norm
         cross = float(a_s @ relu_gram(ws, wt) @ a_t)
         diff = max(f2_s + f2_t - 2 * cross, 0.0)  # E (f_s - f_t)^2
         m_t = float(a_t @ mean(np.linalg.norm(wt, axis=1)))
@@ -433,7 +438,6 @@ def _relu_distances(source, targets, noise_std: float, labels) -> ReluTargets:
         kl.append(diff / (2 * var))
         upper.append(diff)
         lower.append((m_s - m_t) ** 2 + (sd_s - sd_t) ** 2)
-        overlap = feature_overlap(ws, wt, a_t)
         residual.append(max(overlap.residual, 0.0))
         norms.append(f2_t)
     arrays = (np.array(v) for v in (kl, lower, upper, residual, norms))
@@ -446,7 +450,7 @@ def relu_span_family(dim: int = 50, teacher_width: int = 20, noise_std: float = 
     linear-transfer residual is 0 for every ``a`` while KL and W2 grow as ``(a - 1)^2``."""
     _array("noise_std", noise_std, lower=0.0, lower_open=True)
     scales = _scale(scales).ravel()
-    ws, a_s = _relu_teacher(dim, teacher_width, seed)
+    (ws, a_s), _ = _relu_tasks(dim, teacher_width, 0.0, seed)
     targets = [(ws, a * a_s) for a in scales]
     return _relu_distances((ws, a_s), targets, noise_std, [f"{a:g} f_s" for a in scales])
 
@@ -463,12 +467,11 @@ def relu_nearer_but_worse(dim: int = 50, teacher_width: int = 20, noise_std: flo
     _array("noise_std", noise_std, lower=0.0, lower_open=True)
     if not 0.0 < replaced <= 1.0:
         raise ValueError(f"parameter replaced must be in (0, 1] (got {replaced:g})")
-    ws, a_s = _relu_teacher(dim, teacher_width, seed)
-    count = max(1, int(round(replaced * teacher_width)))
-    fresh, _ = _relu_teacher(dim, count, seed + 1)
-    wn = ws.copy()
-    wn[:count] = fresh
-    out = _relu_distances((ws, a_s), [(wn, a_s), (ws, scale * a_s)], noise_std,
+    (ws, a_s), near = _relu_tasks(dim, teacher_width, replaced, seed)
+    count = int(round(replaced * teacher_width))
+    if count == 0:
+        raise ValueError(f"parameter replaced must replace at least one of {teacher_width} neurons (got {replaced:g})")
+    out = _relu_distances((ws, a_s), [near, (ws, scale * a_s)], noise_std,
                           [f"{count} of {teacher_width} neurons replaced", f"{scale:g} f_s"])
     near_w2, far_w2 = out.w2_upper[0], out.w2_lower[1]
     if not (out.kl[0] < out.kl[1] and near_w2 < far_w2 and out.residual[0] > out.residual[1]):

@@ -247,7 +247,10 @@ def test_relu_span_family_is_inside_the_span_while_distances_grow(seed):
     assert fam.kl[0] == 0 and fam.w2_upper[0] == 0 and fam.w2_lower[0] < 1e-12
     assert np.all(np.diff(fam.w2_lower) > 0) and np.all(fam.w2_lower <= fam.w2_upper + 1e-15)
 
-    ws, a_s = dvt._relu_teacher(12, 6, seed)
+    from featfate_sym.simulation.relu import make_relu_tasks
+
+    source = make_relu_tasks(12, 6, 0.0, seed=seed).target  # the family's f_s
+    ws, a_s = source.weights.numpy(), source.readout.numpy()
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((200_000, 12))
     f = _relu(ws, a_s, x)
