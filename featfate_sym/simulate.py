@@ -35,6 +35,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from featfate_sym.sweeps.executors import SOLVER_CELLS
 from featfate_sym.sweeps.grid import MAX_SEED, Grid
 from featfate_sym.sweeps.presets import PRESETS, preset_axes, preset_solver
 
@@ -124,7 +125,7 @@ def _parser() -> _Parser:
         parser.add_argument(*names, dest=axis, metavar="VALUES", help=f"values of {axis}, {allowed}")
     parser.add_argument(
         "--solver",
-        choices=("gd", "whitened"),
+        choices=tuple(SOLVER_CELLS),
         help="training solver: gd (gradient descent) or whitened (preconditioned by (X^T X/n)^+, same end "
         "points, fast near gamma = 1); default: the preset's (quick gd, paper whitened)",
     )
@@ -224,7 +225,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
         return 2
 
-    from featfate_sym.sweeps.executors import SOLVER_CELLS
     from featfate_sym.sweeps.runner import run_sweep
     from featfate_sym.sweeps.storage import SweepMismatchError
 

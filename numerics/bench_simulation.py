@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import replace
 import statistics
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
@@ -43,7 +43,8 @@ from featfate_sym.simulation import (
     sample_regression,
     small_init,
 )
-from featfate_sym.simulation.tasks import to_device, whitened
+from featfate_sym.simulation.deep_linear import whitened_problem
+from featfate_sym.simulation.tasks import to_device
 from featfate_sym.simulation.training import matvec, rmatvec
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -131,9 +132,8 @@ def steps_to_converge(dim, replicates, gamma, depth, dtype, max_steps, fixed_ste
     pre, _ = pretrain(population_data(teachers.source), depth, gen, opts, dtype=dtype)
     out = {}
     if solver == "whitened":
-        tol = opts.tol / max(1.0, float(raw.top_eigenvalue.max()))
-        data = to_device(whitened(raw), "cpu", dtype)  # the engine's whitened problem
-        opts = replace(opts, tol=tol)
+        white, tol = whitened_problem(raw, opts.tol)
+        data, opts = to_device(white, "cpu", dtype), replace(opts, tol=tol)
     for label, init in (
         ("scratch", [w.to(dtype) for w in small_init(replicates, dim, depth, gen, scale=opts.init_scale)]),
         ("fine-tune", [w.clone() for w in pre]),

@@ -115,6 +115,8 @@ def test_run_cell_rejects_bad_options():
         run_cell(cell(d=8), replicates=2, seed=0, dtype="float16")
     with pytest.raises(ValueError, match="device"):
         run_cell(cell(d=8), replicates=2, seed=0, device="no-such-device")
+    with pytest.raises(ValueError, match="solver must be one of gd, whitened"):
+        run_cell(cell(d=8), replicates=2, seed=0, solver="sgd")
 
 
 def test_float32_matches_float64(seed):

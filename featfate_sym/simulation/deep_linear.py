@@ -66,7 +66,7 @@ from featfate_sym.simulation.monitors import conserved_quantities, feature_map
 from featfate_sym.simulation.readout import refit_readout
 from featfate_sym.simulation.training import DescentResult, gradient_descent, small_init
 
-__all__ = ["SOLVERS", "EngineOptions", "TransferOutcome", "pretrain", "train_scratch", "fine_tune", "simulate_transfer", "run_cell"]
+__all__ = ["SOLVERS", "EngineOptions", "whitened_problem", "TransferOutcome", "pretrain", "train_scratch", "fine_tune", "simulate_transfer", "run_cell"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -182,6 +182,13 @@ def pretrain(
     return _descend_from_small_init(source_data, depth, generator, opts, opts.pretrain_tol, device, dtype)
 
 
+def whitened_problem(data: tasks.RegressionData, tol: float) -> tuple[tasks.RegressionData, float]:
+    """The problem the ``whitened`` solver descends and its tolerance ``tol / max(1,
+    lambda_max(Sxx))``, which keeps the original excess loss below ``tol`` (see
+    "Solvers" in the module docstring)."""
+    return tasks.whitened(data), tol / max(1.0, float(data.top_eigenvalue.max()))
+
+
 def _descend(weights, data, opts, tol, device, dtype, drift_control=None):
     """Train ``weights`` in place with the solver of ``opts``; the result reports the
     loss of ``data`` itself (see "Solvers" in the module docstring)."""
@@ -190,13 +197,9 @@ def _descend(weights, data, opts, tol, device, dtype, drift_control=None):
         return gradient_descent(
             weights, tasks.to_device(data, device, dtype), tol=tol, drift_control=drift_control, **settings
         )
-    scale = max(1.0, float(data.top_eigenvalue.max()))
+    white, white_tol = whitened_problem(data, tol)
     run = gradient_descent(
-        weights,
-        tasks.to_device(tasks.whitened(data), device, dtype),
-        tol=tol / scale,
-        drift_control=drift_control,
-        **settings,
+        weights, tasks.to_device(white, device, dtype), tol=white_tol, drift_control=drift_control, **settings
     )
     beta = _end_to_end64(weights)
     diff = beta - data.minimiser
@@ -368,9 +371,7 @@ def run_cell(
     replicates = _number({"replicates": replicates}, "replicates", lower=1, integer=True)
     options = EngineOptions() if options is None else options
     if solver is not None:
-        if solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {', '.join(SOLVERS)} (got {solver!r})")
-        options = replace(options, solver=solver)
+        options = replace(options, solver=solver)  # EngineOptions checks the name
     seed = _number({"seed": seed}, "seed", lower=0, integer=True)
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of float32, float64 (got {dtype!r})")
