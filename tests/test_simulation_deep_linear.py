@@ -278,6 +278,20 @@ def test_conserved_quantities_vanish_after_small_init_pretraining(seed):
         assert float(dl.abs().max()) < 0.05
 
 
+def balanced_end_point(data, source: torch.Tensor, depth: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Where balanced gradient flow ends fine-tuning from ``beta_s`` (SPEC section 2):
+    ``X^+ y + c^(L-1) (I - P) beta_s`` with ``x = c^2`` the positive root of ``x^L - a
+    x^(L-1) - b = 0``, ``a = |(I - P) beta_s|^2``, ``b = |X^+ y|^2``; also returns ``a``."""
+    d = source.shape[-1]
+    proj = torch.linalg.pinv(data.design) @ data.design
+    null_s = ((torch.eye(d, dtype=torch.float64) - proj) @ source.unsqueeze(-1)).squeeze(-1)
+    a = (null_s**2).sum(-1).numpy()
+    b = (data.minimiser**2).sum(-1).numpy()
+    # the only positive root is the largest one
+    x = np.array([np.max(np.roots([1, -ai] + [0] * (depth - 2) + [-bi]).real) for ai, bi in zip(a, b)])
+    return data.minimiser + torch.from_numpy(np.sqrt(x) ** (depth - 1)).unsqueeze(-1) * null_s, a
+
+
 @pytest.mark.parametrize("solver", ["gd", "whitened"])
 @pytest.mark.parametrize("depth", [2, 3])
 def test_fine_tuning_ends_at_balanced_flow_end_point(seed, depth, solver):
@@ -295,14 +309,7 @@ def test_fine_tuning_ends_at_balanced_flow_end_point(seed, depth, solver):
     teachers = make_teachers(8, d, 0.4 * math.pi, gen)
     data = sample_regression(teachers.target, n, sigma, gen)
     pre, _ = pretrain(population_data(teachers.source), depth, gen, EngineOptions())
-    proj = torch.linalg.pinv(data.design) @ data.design
-    null_s = ((torch.eye(d) - proj) @ teachers.source.unsqueeze(-1)).squeeze(-1)
-    a = (null_s**2).sum(-1).numpy()
-    b = (data.minimiser**2).sum(-1).numpy()
-    # x = c^2 solves x^L - a x^(L-1) - b = 0, whose only positive root is the largest one
-    x = np.array([np.max(np.roots([1, -ai] + [0] * (depth - 2) + [-bi]).real) for ai, bi in zip(a, b)])
-    c = np.sqrt(x)
-    predicted = data.minimiser + torch.from_numpy(c ** (depth - 1)).unsqueeze(-1) * null_s
+    predicted, _ = balanced_end_point(data, teachers.source, depth)
     errors = {}
     plain = EngineOptions(solver=solver, fine_tune_drift_control=None)
     for label, options in (("controlled", EngineOptions(solver=solver)), ("plain", plain)):
@@ -338,14 +345,11 @@ def test_whitened_solver_converges_near_n_equals_d(seed):
         assert float((row - pinv).norm(dim=-1).max()) < math.sqrt(1e-9)
         weights, run = fine_tune(pre, data, EngineOptions(solver="whitened", **capped))
         assert bool(run.converged.all())
-        null_s = ((torch.eye(d, dtype=torch.float64) - proj) @ teachers.source.unsqueeze(-1)).squeeze(-1)
-        a, b = (null_s**2).sum(-1), (pinv**2).sum(-1)
-        c2 = (a + torch.sqrt(a * a + 4 * b)) / 2  # L = 2: c^4 - a c^2 - b = 0
-        predicted = pinv + torch.sqrt(c2).unsqueeze(-1) * null_s
+        predicted, null_size = balanced_end_point(data, teachers.source, depth)
         err = (end_to_end(weights) - predicted).norm(dim=-1) / predicted.norm(dim=-1)
         assert float(err.max()) < 2e-3
         if n == d:
-            assert float(a.max()) < 1e-20
+            assert float(null_size.max()) < 1e-20
 
 
 # --- linear transfer: the order of limits -------------------------------------------------
