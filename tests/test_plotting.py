@@ -276,7 +276,7 @@ def test_generated_javascript_agrees_with_compiled_numpy(seed, tmp_path):
 
     node = shutil.which("node")
     if node is None:
-        pytest.skip("Node.js is not installed (no `node` on PATH; the CI image has it)")
+        pytest.skip("Node.js is not installed (no `node` on PATH; .ci/run installs it)")
     rng = np.random.default_rng(seed)
     ranges = {"gamma": (0.02, 2.0), "theta": (0.0, np.pi / 2), "sigma": (0.0, 1.0), "lam": (0.0, 1.0),
               "gamma_s": (0.1, 3.0), "sigma_s": (0.0, 1.0)}

@@ -68,7 +68,7 @@ def _canvases(page) -> dict:
 @pytest.mark.timeout(120)
 def test_report_renders_offline_and_the_explorer_follows_its_sliders(tmp_path, seed):
     if CHROMIUM is None:
-        pytest.skip("Chromium is not installed (no `chromium` on PATH)")
+        pytest.skip("Chromium is not installed (no `chromium` on PATH; .ci/run installs it)")
     from featfate_sym import report
 
     plan = [("slices", {"sigma": 0.2, "lam": 0.0, "kind": "lt"}, "slices"),
