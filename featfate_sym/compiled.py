@@ -5,12 +5,17 @@ installed).  Before compiling to float64 the expression is rewritten where cance
 would bite (``sympy.codegen.rewriting``: ``log1p``/``expm1``, and ``1 - cos x`` as
 ``2 sin^2(x/2)``).  Quantities the derivation leaves as roots of an equation
 (:class:`~featfate_sym.registry.ImplicitRoot`) are solved by safeguarded Newton iteration
-inside their bracket, vectorised for NumPy and at working precision for mpmath.
+inside their bracket, vectorised for NumPy and at working precision for mpmath; a root
+without a sign change on its bracket, or one that does not converge, raises
+:class:`EvaluationError` (never the last iterate).  Where a derivation carries a
+:class:`~featfate_sym.registry.NumericForm` (an equal form that keeps range and digits,
+say in logarithms for any depth), that form is what is compiled.
 
 The singular points documented on each result (for example ``gamma = 1`` with noise)
-are encoded in the expression itself as ``Piecewise`` branches; NumPy evaluates every
-branch of a ``Piecewise`` before selecting, so evaluation runs under
-``np.errstate(all="ignore")`` and the unselected branches' warnings are discarded.
+are encoded in the expression itself as ``Piecewise`` branches.  A float64 value that is
+not finite is recomputed by the mpmath evaluator, and stands only if that agrees (see
+:func:`compile_numpy`); so no NaN or overflow of the selected branch passes silently.
+Both evaluators check their arguments' domains; ``.unchecked`` skips the check.
 """
 
 from __future__ import annotations
@@ -90,19 +95,39 @@ def is_vector(expr: sp.Basic) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class CompiledFunction:
-    """A compiled evaluator that keeps the SymPy expression it came from."""
+    """A compiled evaluator that keeps the SymPy expression it came from.
+
+    Calling it checks every argument against its parameter's domain (``ValueError``
+    naming the parameter, its range and the first offending value).  ``unchecked`` is
+    the same evaluator without the check, for trusted inner loops whose arguments were
+    validated once outside; there a NaN argument gives NaN (a gap in a curve).
+    """
 
     key: str
     expr: sp.Basic
     arg_names: tuple[str, ...]
     backend: str
-    _call: Callable
+    unchecked: Callable
+    params: tuple = ()
 
     def __call__(self, *args):
-        return self._call(*args)
+        if len(args) != len(self.arg_names):
+            raise TypeError(f"{self.key} takes {len(self.arg_names)} arguments ({', '.join(self.arg_names)})")
+        for param, value in zip(self.params, args):
+            param.check(value)
+        return self.unchecked(*args)
 
     def __repr__(self) -> str:
         return f"{self.backend}:{self.key}({', '.join(self.arg_names)}) = {self.expr}"
+
+
+def evaluated_form(result) -> tuple[sp.Basic, Sequence]:
+    """The expression and implicit roots the evaluators compute: the derivation's
+    numerical form where it has one, else its expression."""
+    numeric = result.derivation.numeric
+    if numeric is not None:
+        return numeric.expr, tuple(numeric.implicit)
+    return result.expr, tuple(result.derivation.implicit)
 
 
 def _hyper_numpy(ap, bq, x):
@@ -179,9 +204,18 @@ def _lambdify_numpy(args, expr):
     return sp.lambdify(args, expr, modules=NUMPY_MODULES, printer=printer, cse=True)
 
 
+class EvaluationError(ArithmeticError):
+    """No trustworthy value: a root that does not converge or has no bracket, or a NaN
+    where the result documents none.  The message names the result and the point."""
+
+
+def _point_text(names: Sequence[str], values: Sequence) -> str:
+    return ", ".join(f"{name}={float(v):.17g}" for name, v in zip(names, values))
+
+
 @dataclasses.dataclass(frozen=True)
 class _NumpyRoot:
-    """An implicit root compiled once: equation, derivative and bracket, in the
+    """An implicit root compiled once: equation, derivative, bracket and domain, in the
     parameters (and earlier roots) it actually depends on."""
 
     uses: tuple[int, ...]  # positions in (parameters + earlier roots)
@@ -189,6 +223,7 @@ class _NumpyRoot:
     df: Callable
     lo: Callable
     hi: Callable
+    where: Callable | None  # None: defined everywhere
 
     def solve(self, values: Sequence[np.ndarray]) -> np.ndarray:
         # solve on the broadcast shape of this root's own arguments only (on an open grid
@@ -208,26 +243,39 @@ class _NumpyRoot:
                 distinct, inverse = np.unique(columns, axis=0, return_inverse=True)
         else:
             distinct, inverse = np.zeros((1, 0)), np.zeros(1, dtype=int)
+        count = distinct.shape[0]
         flat = [a.ravel() for a in args]  # scalars stay scalars
         for j, k in enumerate(varying):
             flat[k] = distinct[:, j]
-        lo = np.broadcast_to(np.asarray(self.lo(*flat), dtype=float), (distinct.shape[0],)).copy()
-        hi = np.broadcast_to(np.asarray(self.hi(*flat), dtype=float), lo.shape).copy()
-        roots = _newton_bracketed(self.f, self.df, flat, lo, hi)
+        full = [np.broadcast_to(a, (count,)) for a in flat]
+        wanted = np.ones(count, dtype=bool)
+        if self.where is not None:
+            wanted = np.broadcast_to(np.asarray(self.where(*full), dtype=bool), (count,)).copy()
+        roots = np.full(count, np.nan)
+        idx = np.flatnonzero(wanted)
+        if idx.size:
+            sub = [a[idx] for a in full]
+            # a bracket end that is not finite makes the point fail (NaN, then high precision)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                lo = np.broadcast_to(np.asarray(self.lo(*sub), dtype=float), idx.shape).copy()
+                hi = np.broadcast_to(np.asarray(self.hi(*sub), dtype=float), idx.shape).copy()
+            roots[idx] = _newton_bracketed(self.f, self.df, sub, lo, hi)
         return roots[inverse.ravel()].reshape(shape)
 
 
-def _compile_roots_numpy(result) -> list[_NumpyRoot]:
-    known = list(result.symbols)
+def _compile_roots_numpy(symbols, implicit) -> list[_NumpyRoot]:
+    known = list(symbols)
     compiled = []
-    for root in result.derivation.implicit:
-        free = root.equation.free_symbols | root.bracket[0].free_symbols | root.bracket[1].free_symbols
+    for root in implicit:
+        free = (root.equation.free_symbols | root.bracket[0].free_symbols
+                | root.bracket[1].free_symbols | sp.sympify(root.where).free_symbols)
         uses = tuple(i for i, sym in enumerate(known) if sym in free)
         args = [known[i] for i in uses]
 
         def fn(e, with_root=True):
             return _lambdify_numpy(args + [root.symbol] if with_root else args, e)
 
+        where = None if root.where == sp.true else fn(root.where, with_root=False)
         compiled.append(
             _NumpyRoot(
                 uses,
@@ -235,92 +283,202 @@ def _compile_roots_numpy(result) -> list[_NumpyRoot]:
                 fn(sp.diff(root.equation, root.symbol)),
                 fn(root.bracket[0], with_root=False),
                 fn(root.bracket[1], with_root=False),
+                where,
             )
         )
         known.append(root.symbol)
     return compiled
 
 
-def _newton_bracketed(f, df, args, lo, hi, iterations: int = 200):
-    """Vectorised Newton iteration for ``f(*args, x) = 0`` kept inside ``[lo, hi]`` by
-    bisection; ``args``, ``lo``, ``hi`` are flat arrays of one length.
+def _midpoint(lo, hi):
+    """Bisection point: geometric on a positive bracket spanning more than a factor 4 (a
+    bracket [1e-300, 1e300] takes ~10 halvings of its logarithm, not ~2000 of its
+    width), arithmetic otherwise."""
+    wide = (lo > 0) & (hi > 4 * lo)
+    return np.where(wide, np.sqrt(np.where(wide, lo, 1.0)) * np.sqrt(np.where(wide, hi, 1.0)), 0.5 * (lo + hi))
 
-    Only the points not yet converged are iterated, and a converged point stops moving,
-    so each point follows the same iterates alone or in a batch (vectorised equals
-    pointwise, bit for bit).  Assumes a sign change on the bracket; points without one
-    come back as NaN.
+
+def _newton_bracketed(f, df, args, lo, hi, iterations: int = 300):
+    """Vectorised safeguarded Newton iteration for ``f(*args, x) = 0`` inside ``[lo, hi]``;
+    ``args``, ``lo``, ``hi`` are flat arrays of one length.
+
+    A Newton step is taken when it stays inside the bracket and at most halves the
+    previous step; otherwise the bracket is bisected (:func:`_midpoint`).  Converged means
+    the step is below ``4 eps |x|`` -- plus ``eps 2^-16 (hi - lo)_initial`` where the
+    bracket holds 0, for a root at 0 -- or ``f(x) = 0``.  Only the points not yet converged are iterated, and a converged
+    point stops moving, so each point follows the same iterates alone or in a batch
+    (vectorised equals pointwise, bit for bit).  A point whose bracket has no sign change
+    (or an end that overflows), or that has not converged after ``iterations`` steps,
+    comes back as NaN -- never as its last iterate; the evaluator recomputes such points
+    at high precision, where they converge or raise.
     """
     n = lo.shape[0]
+    eps = np.finfo(float).eps
     full = [np.broadcast_to(a, (n,)) for a in args]
-    flo = np.broadcast_to(f(*full, lo), (n,))
-    fhi = np.broadcast_to(f(*full, hi), (n,))
-    valid = np.isfinite(flo) & np.isfinite(fhi) & (np.sign(flo) * np.sign(fhi) <= 0)
-    increasing = fhi >= flo
-    x = hi.copy()
-    idx = np.flatnonzero(valid)
-    for _ in range(iterations):
-        if idx.size == 0:
-            break
-        sub = [a[idx] for a in full]
-        xi, lo_i, hi_i = x[idx], lo[idx], hi[idx]
-        fx = np.broadcast_to(f(*sub, xi), xi.shape)
-        dfx = np.broadcast_to(df(*sub, xi), xi.shape)
-        above = (fx > 0) == increasing[idx]
-        hi_i = np.where(above, xi, hi_i)
-        lo_i = np.where(above, lo_i, xi)
-        newton = xi - fx / dfx
-        # closed bracket: at the root the Newton step rounds to the iterate itself, which
-        # is also a bracket end; an open test would throw it away for a bisection step
-        inside = np.isfinite(newton) & (newton >= lo_i) & (newton <= hi_i)
-        x_new = np.where(inside, newton, 0.5 * (lo_i + hi_i))
-        converged = np.abs(x_new - xi) <= 4 * np.finfo(float).eps * np.abs(x_new)
-        x[idx], lo[idx], hi[idx] = x_new, lo_i, hi_i
-        idx = idx[~converged]
+    # an overflowing or undefined value of f is not finite and is handled as a failure
+    # (NaN, then high precision), so its floating-point flag carries nothing more
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        flo = np.broadcast_to(f(*full, lo), (n,))
+        fhi = np.broadcast_to(f(*full, hi), (n,))
+        valid = np.isfinite(flo) & np.isfinite(fhi) & (np.sign(flo) * np.sign(fhi) <= 0)
+        increasing = fhi >= flo
+        # an absolute tolerance only where the bracket holds 0 (the root may be 0 itself);
+        # a one-signed bracket converges in relative terms, whatever its width
+        abs_tol = np.where((lo < 0) & (hi > 0), eps * 2.0**-16 * (hi - lo), 0.0)
+        x = np.where(flo == 0, lo, hi)
+        step = hi - lo  # the previous step, for the halving rule
+        done = ~valid | (flo == 0) | (fhi == 0)
+        idx = np.flatnonzero(~done)
+        for _ in range(iterations):
+            if idx.size == 0:
+                break
+            sub = [a[idx] for a in full]
+            xi, lo_i, hi_i = x[idx], lo[idx], hi[idx]
+            fx = np.broadcast_to(f(*sub, xi), xi.shape)
+            dfx = np.broadcast_to(df(*sub, xi), xi.shape)
+            broken = ~np.isfinite(fx)
+            above = (fx > 0) == increasing[idx]
+            hi_i = np.where(above, xi, hi_i)
+            lo_i = np.where(above, lo_i, xi)
+            newton = xi - fx / dfx  # a zero slope gives inf: bisect
+            take = (np.isfinite(newton) & (newton >= lo_i) & (newton <= hi_i)
+                    & (np.abs(newton - xi) <= 0.5 * np.abs(step[idx])))
+            x_new = np.where(take, newton, _midpoint(lo_i, hi_i))
+            moved = np.abs(x_new - xi)
+            converged = (fx == 0) | (moved <= 4 * eps * np.abs(x_new) + abs_tol[idx])
+            x_new = np.where(fx == 0, xi, x_new)
+            step[idx] = np.where(take, moved, hi_i - lo_i)
+            x[idx], lo[idx], hi[idx] = x_new, lo_i, hi_i
+            valid[idx[broken]] = False
+            idx = idx[~(converged | broken)]
+    valid[idx] = False  # not converged
     return np.where(valid, x, np.nan)
 
 
 def compile_numpy(result) -> CompiledFunction:
+    """Float64 evaluator of ``result``, broadcasting over its arguments.
+
+    NumPy evaluates every branch of a ``Piecewise`` (and the shared subexpressions) on
+    every point before selecting, so a floating-point flag raised there says nothing about
+    the value returned; the generated function runs with ``divide``, ``invalid`` and
+    ``over`` flags unraised, and the *selected* values are checked instead: every point
+    whose value is not finite -- a root that failed included -- and every point with an
+    argument outside ``FLOAT_RANGE`` is evaluated again by the mpmath evaluator
+    (``REPAIR_DPS`` digits, no exponent range limit).  That value stands -- a documented ``inf`` branch, a magnitude
+    beyond float64 (``inf``), a NaN the expression itself states (``lt.boundary`` off its
+    domain) -- and anything else raises :class:`EvaluationError`.  Implicit roots raise
+    when their bracket has no sign change or they do not converge.
+    """
     syms = list(result.symbols)
-    roots = [r.symbol for r in result.derivation.implicit]
-    expr = stabilise(separate_piecewise(result.expr))
+    form, implicit = evaluated_form(result)
+    roots = [r.symbol for r in implicit]
+    expr = stabilise(separate_piecewise(form))
     vector = is_vector(expr)
     main = _lambdify_numpy(syms + roots, list(expr) if vector else expr)
-    compiled_roots = _compile_roots_numpy(result)
+    compiled_roots = _compile_roots_numpy(syms, implicit)
 
     def call(*args):
         if len(args) != len(syms):
             raise TypeError(f"{result.key} takes {len(syms)} arguments ({', '.join(result.param_names)})")
         arrays = [np.asarray(a, dtype=float) for a in args]
-        with np.errstate(all="ignore"):
-            solved: list[np.ndarray] = []
-            for root in compiled_roots:
-                solved.append(root.solve(arrays + solved))
+        solved: list[np.ndarray] = []
+        for root in compiled_roots:
+            solved.append(root.solve(arrays + solved))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # see the docstring
             out = main(*arrays, *solved)
-            shape = np.broadcast_shapes(*[a.shape for a in arrays]) if arrays else ()
-            if vector:
-                # components stacked on a leading axis: out[i] is component i
-                return np.stack([np.broadcast_to(np.asarray(o, dtype=float), shape) for o in out])
-            out = np.asarray(out, dtype=float)
+        shape = np.broadcast_shapes(*[a.shape for a in arrays]) if arrays else ()
+        if vector:
+            # components stacked on a leading axis: out[i] is component i
+            out = np.stack([np.broadcast_to(np.asarray(o, dtype=float), shape) for o in out])
+            return _repair_non_finite(result, arrays, out, shape)
+        out = np.asarray(out, dtype=float)
         if shape == ():
-            return out[()]
+            return _repair_non_finite(result, arrays, out, shape)[()]
         # a fresh array of the full shape is returned as it is; a smaller one (a result
         # constant along some argument) or one that may be a caller's input is copied
         if out.shape != shape or any(np.may_share_memory(out, a) for a in arrays):
             out = np.broadcast_to(out, shape).copy()
+        return _repair_non_finite(result, arrays, out, shape)
+
+    return CompiledFunction(result.key, expr, result.param_names, "numpy", call, result.params)
+
+
+#: digits of the mpmath evaluation that stands in for a float64 value
+REPAIR_DPS = 40
+#: float64 evaluates arguments whose magnitudes lie in this range (or are 0); beyond it a
+#: polynomial of modest degree in the argument can overflow or underflow to a finite
+#: wrong value, so such points are evaluated by mpmath
+FLOAT_RANGE = (1e-50, 1e50)
+
+
+def _outside_float_range(arrays, shape) -> np.ndarray:
+    lo, hi = FLOAT_RANGE
+    out = np.zeros(shape, dtype=bool)
+    for a in arrays:
+        mag = np.abs(a)
+        out = out | (mag > hi) | ((mag < lo) & (mag > 0))
+    return out
+
+
+def _repair_non_finite(result, arrays, out, shape):
+    """Replace every non-finite float64 value, and every value at an argument outside
+    ``FLOAT_RANGE``, by the mpmath value (see compile_numpy)."""
+    # a vector result stacks its components on a leading axis
+    bad = ~np.isfinite(out) if out.ndim == len(shape) else ~np.all(np.isfinite(out), axis=0)
+    bad = bad | _outside_float_range(arrays, shape)
+    # a NaN argument (possible only through ``unchecked``, as a gap in a curve) gives NaN
+    for a in arrays:
+        bad = bad & ~np.isnan(a)
+    if not np.any(bad):
         return out
+    out = np.array(out, dtype=float)  # writable, and never a caller's array
+    allows_nan = result.expr.has(sp.nan)
+    full = [np.broadcast_to(a, shape) for a in arrays]
+    with mpmath.workdps(REPAIR_DPS):
+        for index in zip(*np.nonzero(bad)) if shape else [()]:
+            point = [mpmath.mpf(float(a[index])) for a in full]
+            value = result.mpmath.unchecked(*point)
+            parts = value if isinstance(value, tuple) else (value,)
+            if not allows_nan and any(mpmath.isnan(v) for v in parts):
+                raise EvaluationError(
+                    f"{result.key} has no value at {_point_text(result.param_names, point)} "
+                    "(NaN in float64 and at high precision)")
+            floats = [float(v) for v in parts]  # beyond the float64 range: +-inf
+            if isinstance(value, tuple):
+                out[(slice(None), *index)] = floats
+            else:
+                out[index] = floats[0]
+    return out
 
-    return CompiledFunction(result.key, expr, result.param_names, "numpy", call)
+
+def _real(value):
+    """``value`` as a finite real ``mpf``, or None (complex, infinite or NaN)."""
+    if isinstance(value, mpmath.mpc):
+        if value.imag != 0:
+            return None
+        value = value.real
+    value = mpmath.mpf(value)
+    return value if mpmath.isfinite(value) else None
 
 
-def _newton_bracketed_mp(f, df, lo, hi, iterations: int = 500):
-    flo, fhi = f(lo), f(hi)
-    if not (mpmath.isfinite(flo) and mpmath.isfinite(fhi)) or flo * fhi > 0:
-        return mpmath.nan
+def _newton_bracketed_mp(f, df, lo, hi, fail, iterations: int = 2000):
+    """Scalar form of :func:`_newton_bracketed` at the working precision; ``fail(reason)``
+    raises."""
+    flo, fhi = _real(f(lo)), _real(f(hi))
+    if flo is None or fhi is None or flo * fhi > 0:
+        fail(f"has no sign change on its bracket [{mpmath.nstr(lo, 17)}, {mpmath.nstr(hi, 17)}]")
+    if flo == 0:
+        return lo
+    if fhi == 0:
+        return hi
     increasing = fhi >= flo
-    x = hi
     tol = mpmath.mpf(2) ** (-mpmath.mp.prec + 3)
+    abs_tol = tol * 2**-16 * (hi - lo) if lo < 0 < hi else 0  # as in _newton_bracketed
+    x, step = hi, hi - lo
     for _ in range(iterations):
-        fx = f(x)
+        fx = _real(f(x))
+        if fx is None:
+            fail(f"equation has no finite real value at {mpmath.nstr(x, 17)}")
         if fx == 0:
             return x
         if (fx > 0) == increasing:
@@ -328,18 +486,24 @@ def _newton_bracketed_mp(f, df, lo, hi, iterations: int = 500):
         else:
             lo = x
         d = df(x)
-        newton = x - fx / d if d != 0 else hi
-        x_new = newton if lo <= newton <= hi else (lo + hi) / 2
-        if abs(x_new - x) <= tol * abs(x_new):
+        newton = x - fx / d if d != 0 else None
+        if newton is not None and lo <= newton <= hi and abs(newton - x) <= step / 2:
+            x_new, step = newton, abs(newton - x)
+        else:
+            x_new, step = (mpmath.sqrt(lo) * mpmath.sqrt(hi) if 0 < 4 * lo < hi else (lo + hi) / 2), hi - lo
+        if abs(x_new - x) <= tol * abs(x_new) + abs_tol:
             return x_new
         x = x_new
-    return x
+    fail(f"did not converge in {iterations} steps")
 
 
 def compile_mpmath(result) -> CompiledFunction:
+    """Scalar mpmath evaluator at the working precision; roots raise
+    :class:`EvaluationError` when they have no bracket or do not converge."""
     syms = list(result.symbols)
-    roots = list(result.derivation.implicit)
-    expr = list(result.expr) if is_vector(result.expr) else result.expr
+    form, roots = evaluated_form(result)
+    form = stabilise(form)  # expm1/log1p keep their digits at any precision, too
+    expr = list(form) if is_vector(form) else form
     main = sp.lambdify(syms + [r.symbol for r in roots], expr, modules="mpmath")
     compiled_roots = []
     known_syms = list(syms)
@@ -350,22 +514,36 @@ def compile_mpmath(result) -> CompiledFunction:
                 sp.lambdify(known_syms + [root.symbol], sp.diff(root.equation, root.symbol), modules="mpmath"),
                 sp.lambdify(syms, root.bracket[0], modules="mpmath"),
                 sp.lambdify(syms, root.bracket[1], modules="mpmath"),
+                None if root.where == sp.true else sp.lambdify(syms, root.where, modules="mpmath"),
             )
         )
         known_syms.append(root.symbol)
 
     def call(*args):
         args = [mpmath.mpf(a) if not isinstance(a, (mpmath.mpf, mpmath.mpc)) else a for a in args]
+        try:
+            return evaluate(args)
+        except ZeroDivisionError:
+            raise EvaluationError(f"{result.key}: division by zero at "
+                                  f"{_point_text(result.param_names, args)}") from None
+
+    def evaluate(args):
         solved = []
-        for f, df, lo_f, hi_f in compiled_roots:
+        for f, df, lo_f, hi_f, where in compiled_roots:
             known = args + solved
-            try:
-                lo, hi = mpmath.mpf(lo_f(*args)), mpmath.mpf(hi_f(*args))
-                x = _newton_bracketed_mp(lambda v: f(*known, v), lambda v: df(*known, v), lo, hi)
-            except (ZeroDivisionError, ValueError, TypeError):
-                x = mpmath.nan
-            solved.append(x)
+            if where is not None and not where(*args):
+                solved.append(mpmath.nan)  # not used where the root is undefined
+                continue
+
+            def fail(why):
+                raise EvaluationError(f"{result.key}: implicit root {why} at "
+                                      f"{_point_text(result.param_names, args)}")
+
+            lo, hi = _real(lo_f(*args)), _real(hi_f(*args))
+            if lo is None or hi is None:
+                fail("has no finite real bracket")
+            solved.append(_newton_bracketed_mp(lambda v: f(*known, v), lambda v: df(*known, v), lo, hi, fail))
         out = main(*args, *solved)
         return tuple(out) if isinstance(out, list) else out
 
-    return CompiledFunction(result.key, result.expr, result.param_names, "mpmath", call)
+    return CompiledFunction(result.key, form, result.param_names, "mpmath", call, result.params)

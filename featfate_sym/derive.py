@@ -23,7 +23,8 @@ from pathlib import Path
 import mpmath
 import sympy as sp
 
-from featfate_sym import registry, render
+from featfate_sym import cli, registry, render
+from featfate_sym.compiled import EvaluationError
 
 FORMATS = ("text", "latex", "markdown", "json")
 
@@ -32,7 +33,7 @@ class UsageError(Exception):
     """A user error: reported on one line, exit status 2."""
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(cli.Parser):
     def error(self, message):  # one line, no usage dump
         raise UsageError(message)
 
@@ -50,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
         "--eval",
         nargs="+",
         metavar="NAME=VALUE",
-        help="evaluate one result at these parameters (values may be expressions such as pi/4)",
+        help="evaluate one result at these parameters (values: numbers such as 0.5, 1e-3, pi/4, 2^-3, "
+        "sqrt(2)/2; constants pi, e, inf; + - * / ^ and parentheses)",
     )
     p.add_argument(
         "--dps", type=int, default=None, help="evaluate with mpmath at this many decimal digits"
@@ -75,16 +77,22 @@ def _parse_values(pairs: list[str], dps: int | None) -> dict[str, object]:
     values: dict[str, object] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
+        name = name.strip()
         if not sep or not name or not text:
             raise UsageError(f"--eval expects NAME=VALUE, got {pair!r}")
+        if name in values:
+            raise UsageError(f"parameter {name}: given twice in --eval; give each parameter once")
+        # a whitelist grammar, never sympify: the text is the user's, not code
         try:
-            value = sp.sympify(text, locals={"pi": sp.pi, "oo": sp.oo, "inf": sp.oo})
-        except (sp.SympifyError, TypeError, SyntaxError):
-            raise UsageError(f"parameter {name}: cannot read {text!r} as a number") from None
-        if not value.is_number or value.is_real is False:
-            raise UsageError(f"parameter {name}: {text!r} is not a real number")
+            value = cli.parse_number(text, f"parameter {name}")
+        except ValueError as err:
+            raise UsageError(str(err)) from None
         # exact values keep every digit for mpmath; float64 gets the nearest double
-        values[name] = str(sp.N(value, dps + 10)) if dps else float(value)
+        if dps:
+            # mpmath reads "inf", not SymPy's "oo"
+            values[name] = str(sp.N(value, dps + 10)).replace("oo", "inf")
+        else:
+            values[name] = float(value)
     return values
 
 
@@ -121,19 +129,25 @@ def write_docs(directory: Path) -> list[Path]:
         path = directory / f"{family}.md"
         atomic_write(path, render.family_document(family).encode())
         written.append(path)
+    from featfate_sym import corrections  # derivations/corrections.md, from its own source
+    written.append(corrections.write_document(directory))
     return written
 
 
 def run(argv: list[str] | None = None) -> str:
     """Run the command and return what it prints (raises UsageError on bad input)."""
     args = _parser().parse_args(argv)
-    if args.write_docs:
-        paths = write_docs(Path(args.write_docs))
+    if args.write_docs is not None:
+        try:
+            directory = cli.output_dir(args.write_docs, "--write-docs")
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        paths = write_docs(directory)
         return "\n".join(str(p) for p in paths)
     if args.list:
         chosen = _select(args.keys)
         width = max((len(r.key) for r in chosen), default=0)
-        return "\n".join(f"{r.key:<{width}}  {r.status.value:<28}  {r.title}" for r in chosen)
+        return "\n".join(f"{r.key:<{width}}  {r.status.short:<22}  {r.title}" for r in chosen)
     if args.eval is not None:
         if len(args.keys) != 1:
             raise UsageError("--eval needs exactly one KEY")
@@ -154,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except EvaluationError as exc:  # no trustworthy value: said, never printed as one
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(out)
     return 0
 

@@ -11,18 +11,21 @@ Figures: lt-phase, ft-phase, slices, surface, scratch, ridge, finite-source,
 vs-tuned-scratch, kl (or ``all``).  Each is written as ``NAME_PARAMS.png`` and ``.pdf``.
 ``--sigma`` and ``--gamma-s`` take several values (one figure per value; ``scratch``
 draws every ``sigma`` in one figure).  Angles accept multiples of pi (``pi/8``,
-``3pi/8``).  ``--quick`` draws a coarse, low-resolution version.  Bad arguments: a
-one-line message and exit status 2.
+``3pi/8``).  ``--quick`` draws a coarse, low-resolution version.  ``--results`` takes a
+sweep's ``results.nc`` or its folder.  Bad arguments (including an ``--out`` that cannot
+be written and a ``--results`` that is not a netCDF3 sweep): a one-line message and
+exit status 2, before anything is drawn.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
 from pathlib import Path
 from typing import Sequence
+
+from featfate_sym import cli
 
 NAMES = (
     "lt-phase",
@@ -46,30 +49,26 @@ class _UsageError(Exception):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(cli.Parser):
     def error(self, message):  # one line, no usage block
         raise _UsageError(message)
 
 
 def angle(text: str) -> float:
-    """An angle in radians: a number, or a multiple of pi such as ``pi/8``, ``3pi/8``, ``3*pi/8``."""
-    match = re.fullmatch(r"\s*([0-9.]*)\s*\*?\s*pi\s*(?:/\s*([0-9.]+))?\s*", text)
+    """An angle in radians: a number, or an expression such as ``pi/8``, ``3pi/8``,
+    ``3*pi/8`` (read by :func:`featfate_sym.cli.parse_float`, never evaluated as code)."""
     try:
-        if match:
-            num = float(match.group(1)) if match.group(1) else 1.0
-            den = float(match.group(2)) if match.group(2) else 1.0
-            return num * math.pi / den
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an angle: {text!r}") from None
+        return cli.parse_float(text, "angle")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m featfate_sym.plot", description=__doc__.split("\n\n")[0])
     p.add_argument("figures", nargs="+", metavar="FIGURE", help=f"one of: {', '.join(NAMES)}, all")
-    p.add_argument("--out", type=Path, default=Path("figures"), help="output folder (default: figures)")
+    p.add_argument("--out", default="figures", help="output folder (default: figures)")
     p.add_argument("--quick", action="store_true", help="coarse, low-resolution version")
-    p.add_argument("--results", type=Path, help="sweep results file (netCDF) to overlay")
+    p.add_argument("--results", help="sweep results to overlay: a results.nc (netCDF3) or its sweep folder")
     p.add_argument("--sigma", type=float, nargs="+", help="target noise level(s)")
     p.add_argument("--lam", type=float, default=0.0, help="readout ridge of linear transfer (default 0)")
     p.add_argument("--L", type=int, default=None, help="depth for fine-tuning (default 3 in ft-phase, else 2)")
@@ -105,8 +104,12 @@ def _check(args) -> list[str]:
         raise _UsageError(f"--sigma-s must be >= 0 (got {args.sigma_s:g})")
     if ("kl" in names or "distances" in names) and args.sigma and min(args.sigma) == 0:
         raise _UsageError("--sigma must be > 0 for the kl and distances figures (KL diverges without noise)")
-    if args.results is not None and not args.results.is_file():
-        raise _UsageError(f"--results: no such file {args.results}")
+    try:
+        args.out = cli.output_dir(args.out, "--out")
+        if args.results is not None:
+            args.results = cli.results_file(args.results, "--results")
+    except ValueError as err:
+        raise _UsageError(str(err)) from None
     return names
 
 
@@ -175,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = _check(args)
         render(names, args, log=print)
     except (_UsageError, ValueError) as err:
-        sys.stderr.write(f"{parser.prog}: error: {err}\n")
+        sys.stderr.write(f"{parser.prog}: error: {' '.join(str(err).split())}\n")
         return 2
     return 0
 

@@ -21,12 +21,60 @@ import numpy as np
 import sympy as sp
 
 
-class Status(str, enum.Enum):
-    """How much a result can be trusted, and on whose authority."""
+class Source(str, enum.Enum):
+    """On whose authority a result stands."""
 
-    THEOREM = "theorem of the paper"
+    PAPER = "result of the paper"
+    DERIVED = "derived here"
+    CITED = "cited lemma"
+
+
+class Exactness(str, enum.Enum):
+    """Whether a result is exact for its stated model or an approximation of it."""
+
     EXACT = "exact for the stated model"
     APPROXIMATION = "approximation"
+
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+    """How much a result can be trusted: its *source* and its *exactness*.
+
+    ``neglected`` says what an approximation leaves out (required for one); ``verified``
+    says where a step that is not proved in general was checked (for example the depths
+    at which a general-depth identity was verified), and is empty when the derivation is
+    general.
+    """
+
+    source: Source
+    exactness: Exactness
+    neglected: str = ""
+    verified: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "source", Source(self.source))
+        object.__setattr__(self, "exactness", Exactness(self.exactness))
+        if (self.exactness is Exactness.APPROXIMATION) != bool(self.neglected):
+            raise ValueError("an approximation states what it neglects, and only an approximation does")
+
+    @property
+    def exact(self) -> bool:
+        return self.exactness is Exactness.EXACT
+
+    @property
+    def short(self) -> str:
+        """A few words for listings: ``paper, exact``, ``derived, approximation``..."""
+        return f"{self.source.name.lower()}, {self.exactness.name.lower()}" + ("*" if self.verified else "")
+
+    @property
+    def value(self) -> str:
+        """One line: source; exactness (what is neglected) [where verified]."""
+        text = f"{self.source.value}; {self.exactness.value}"
+        if self.neglected:
+            text += f" (neglects {self.neglected})"
+        if self.verified:
+            text += f"; verified {self.verified}"
+        return text
 
 
 FAMILIES = {
@@ -112,6 +160,10 @@ class ImplicitRoot:
     equation: sp.Expr
     bracket: tuple[sp.Expr, sp.Expr]
     description: str = ""
+    #: where the root is defined and used (a SymPy condition in the parameters); elsewhere
+    #: the evaluators do not solve for it and it is NaN, so a branch that used it there
+    #: would be refused rather than silently evaluated
+    where: sp.Basic = sp.true
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +191,20 @@ class Derivation:
     implicit: Sequence[ImplicitRoot] = ()
     #: names of the components when ``expr`` is vector-valued (a ``Tuple``)
     outputs: Sequence[str] = ()
+    #: an algebraically equal form for the numerical evaluators, with its own implicit
+    #: roots, where ``expr`` (the legible form) loses digits or range (for instance a root
+    #: in ``c`` whose equation holds ``c^(2L)``); derived by SymPy and checked equal to
+    #: ``expr`` by the tests
+    numeric: "NumericForm | None" = None
+
+
+@dataclasses.dataclass(frozen=True)
+class NumericForm:
+    """What the compilers evaluate in place of ``Derivation.expr`` and its roots."""
+
+    expr: sp.Basic
+    implicit: Sequence[ImplicitRoot] = ()
+    description: str = ""
 
 
 @dataclasses.dataclass(eq=False)
@@ -239,7 +305,7 @@ class Result:
     def evaluate(self, **values) -> np.ndarray | float:
         """Float64 value at validated parameters (arrays broadcast)."""
         ordered = self.validate(values)
-        out = self.numpy(*ordered.values())
+        out = self.numpy.unchecked(*ordered.values())
         return float(out) if np.ndim(out) == 0 else out
 
     @property
@@ -253,7 +319,7 @@ class Result:
         with mpmath.workdps(dps):
             # strings and SymPy numbers convert at the working precision, not via float
             args = [v if isinstance(v, mpmath.mpf) else mpmath.mpf(str(v)) for v in ordered.values()]
-            return self.mpmath(*args)
+            return self.mpmath.unchecked(*args)
 
 
 _REGISTRY: dict[str, Result] = {}
@@ -277,6 +343,8 @@ def register(
     """Decorator registering ``builder`` under ``key``; returns the builder unchanged."""
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}")
+    if not isinstance(status, Status):
+        raise TypeError(f"status of {key} must be a Status (source and exactness)")
 
     def deco(builder: Callable[[], Derivation]) -> Callable[[], Derivation]:
         if key in _REGISTRY:
@@ -287,7 +355,7 @@ def register(
             family=family,
             params=tuple(params),
             regime=regime,
-            status=Status(status),
+            status=status,
             reference=reference,
             builder=builder,
             notes=notes,
@@ -355,6 +423,8 @@ def P(symbol, description, lower=0, upper=None, lower_open=False, upper_open=Fal
 
 
 __all__ = [
+    "Source",
+    "Exactness",
     "Status",
     "FAMILIES",
     "Param",
@@ -363,6 +433,7 @@ __all__ = [
     "ImplicitRoot",
     "SpecialCase",
     "Derivation",
+    "NumericForm",
     "Result",
     "register",
     "get",

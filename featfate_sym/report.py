@@ -21,7 +21,6 @@ Reference: Tahir, Ganguli & Rotskoff, arXiv 2410.08194.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import datetime
 import html
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from featfate_sym import cli
 
 #: the small sweep run when no results are given: a few minutes at most on one core
 DEFAULT_SWEEP = {
@@ -63,6 +64,9 @@ FIGURE_PLAN = (
 #: absolute allowance for the converged-but-not-exact end point of gradient descent
 SOLVER_ALLOWANCE = 1e-6
 
+#: family-wise false-alarm rate of the agreement table's flags (Bonferroni over its rows)
+TABLE_ALPHA = 1e-3
+
 
 @dataclass(frozen=True)
 class Agreement:
@@ -78,7 +82,8 @@ class Agreement:
 
     @property
     def z(self) -> float:
-        """(mean - theory) / sqrt(SE^2 + SOLVER_ALLOWANCE^2).
+        """(mean - theory) / sqrt(SE^2 + SOLVER_ALLOWANCE^2): a t statistic with
+        :attr:`df` degrees of freedom (the SE is estimated from the replicates).
 
         The allowance is the absolute residue gradient descent may leave by its stopping
         rule (excess train loss below 1e-9 in float64): without it a noise-free cell whose
@@ -88,6 +93,26 @@ class Agreement:
             return math.nan
         scale = math.hypot(self.stderr, SOLVER_ALLOWANCE)
         return (self.mean - self.theory) / scale
+
+    @property
+    def df(self) -> int:
+        """Degrees of freedom of the estimated SE, ``replicates - 1``."""
+        return self.replicates - 1
+
+    def critical(self, comparisons: int = 1, alpha: float = TABLE_ALPHA) -> float:
+        """Two-sided Student-t critical value for :attr:`z` (``df = replicates - 1``) at
+        ``alpha / comparisons``; approximate normality of the mean is assumed.  For a limit
+        form ``|z|`` beyond it measures the finite-size effect as well as any error."""
+        from featfate_sym.stats import t_critical
+
+        return t_critical(self.df, alpha, comparisons)
+
+
+def critical_values(rows: Sequence[Agreement], alpha: float = TABLE_ALPHA) -> list[float]:
+    """Per row, the critical value of its ``|z|`` at family-wise rate ``alpha`` over the rows
+    with a finite ``z`` (Bonferroni); NaN where ``z`` is not finite."""
+    m = sum(1 for r in rows if math.isfinite(r.z))
+    return [r.critical(m, alpha) if math.isfinite(r.z) else math.nan for r in rows]
 
 
 # (simulated variable, form label, registry key, parameters it takes from the grid point);
@@ -100,12 +125,20 @@ _COMPARISONS = (
     ("T_lt", "limit", "lt.transferability", ("gamma", "theta", "sigma", "lam")),
     ("T_ft", "paper (c = 1)", "ft.transferability", ("gamma", "theta")),
     ("T_ft", "exact balanced flow", "ft.transferability_exact", ("gamma", "theta", "sigma", "L")),
+    # finite-source cells (the comparisons that take gamma_s); lt.risk_finite_source is the
+    # n -> oo limit of the lam = 0 readout
+    ("risk_lt", "finite source, limit (lam = 0)", "lt.risk_finite_source", ("theta", "gamma_s", "sigma_s")),
+    ("T_ft", "finite source, c = 1", "ft.transferability_finite_source", ("gamma", "theta", "gamma_s", "sigma_s")),
+    ("T_ft", "finite source, exact balanced flow", "ft.transferability_finite_source_exact",
+     ("gamma", "theta", "sigma", "gamma_s", "sigma_s", "L")),
 )
 
 
 def agreement(dataset) -> list[Agreement]:
-    """Theory against simulation at every grid point of ``dataset`` (population-source
-    cells only: the finite-source cells compare scratch alone)."""
+    """Theory against simulation at every grid point of ``dataset``: population-source cells
+    against the population-source results, finite-source cells (finite ``gamma_s``) against
+    scratch and the finite-source results (``T_ft`` in the c = 1 and exact forms, ``risk_lt``
+    at ``lam = 0``)."""
     import featfate_sym as ff
 
     known = set(ff.keys())
@@ -119,9 +152,13 @@ def agreement(dataset) -> list[Agreement]:
         if "d" in params:
             params["n"] = float(round(params["gamma"] * params["d"]))
         for variable, form, key, names in _COMPARISONS:
-            if variable not in cell.data_vars or key not in known or (finite_source and variable != "risk_sc"):
+            # a finite-source cell compares scratch and the results that take gamma_s; a
+            # population-source cell everything else
+            if variable not in cell.data_vars or key not in known or (
+                    variable != "risk_sc" and finite_source != ("gamma_s" in names)):
                 continue
-            if any(name not in params for name in names) or (key == "lt.risk_finite" and params.get("lam", 0) != 0):
+            if any(name not in params for name in names) or (
+                    key in ("lt.risk_finite", "lt.risk_finite_source") and params.get("lam", 0) != 0):
                 continue
             values = np.asarray(cell[variable].values, dtype=float)
             values = values[np.isfinite(values)]
@@ -137,7 +174,8 @@ def agreement(dataset) -> list[Agreement]:
 
 
 def summary(rows: Sequence[Agreement]) -> list[tuple[str, str, int, float, float]]:
-    """(quantity, form, points, largest |z|, mean |z|) per compared quantity."""
+    """(quantity, form, points, largest |z|, mean |z|) per compared quantity; the flags of
+    :func:`critical_values` say which ``|z|`` are beyond the table's critical values."""
     out = []
     for variable, form, _, _ in _COMPARISONS:
         zs = np.array([abs(r.z) for r in rows if r.quantity == variable and r.form == form], dtype=float)
@@ -213,7 +251,9 @@ _TABLE_NOTE = (
     "z = (mean - theory) / SE, SE the sample standard error over the replicates. Limit forms are the "
     "proportional limit while the simulation runs at finite d, so their |z| includes finite-size effects; "
     "the finite-n forms are exact expectations at the simulated n = round(gamma d). With few replicates "
-    "the sample SE of a heavy-tailed risk (1/chi^2 at small n) is itself uncertain, which inflates some |z|."
+    "the sample SE of a heavy-tailed risk (1/chi^2 at small n) is itself uncertain, which inflates some |z|. "
+    f"Highlighted: |z| beyond the two-sided Student-t critical value (replicates - 1 degrees of freedom) at "
+    f"a family-wise false-alarm rate {TABLE_ALPHA:g}, Bonferroni over the rows of the table."
 )
 
 _CSS = """
@@ -307,9 +347,9 @@ def build(out: Path, dataset, *, quick: bool, log=lambda _: None, command: str =
                  "<th>theory</th><th>simulation mean</th><th>SE</th><th>z</th></tr>")
         md += ["## Agreement table", "", _TABLE_NOTE, "", "| grid point | quantity | theory form | theory | simulation mean | SE | z |",
                "|---|---|---|---:|---:|---:|---:|"]
-        for row in rows:
+        for row, crit in zip(rows, critical_values(rows)):
             z = row.z
-            flag = " class='bad'" if math.isfinite(z) and abs(z) > 4 else ""
+            flag = " class='bad'" if math.isfinite(z) and abs(z) > crit else ""
             h.append(f"<tr><td class='l'>{_param_text(row.params)}</td><td class='l'>{row.quantity}</td>"
                      f"<td class='l'>{html.escape(row.form)}</td><td>{_fmt(row.theory)}</td><td>{_fmt(row.mean)}</td>"
                      f"<td>{_fmt(row.stderr, 2)}</td><td{flag}>{_fmt(z, 3)}</td></tr>")
@@ -341,20 +381,28 @@ class _UsageError(Exception):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(cli.Parser):
     def error(self, message):
         raise _UsageError(message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from featfate_sym.sweeps.storage import SweepLockedError  # OUT/sweep held by another run
+
     parser = _Parser(prog="python -m featfate_sym.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--results", type=Path, help="sweep results file; default: run a small sweep into OUT/sweep")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--results", help="sweep results: a results.nc (netCDF3) or its sweep folder; "
+                        "default: run a small sweep into OUT/sweep")
     parser.add_argument("--quick", action="store_true", help="coarse figures")
     try:
         args = parser.parse_args(argv)
-        if args.results is not None and not args.results.is_file():
-            raise _UsageError(f"--results: no such file {args.results}")
+        # every path checked before the sweep and the figures, which take minutes
+        try:
+            args.out = cli.output_dir(args.out, "--out")
+            if args.results is not None:
+                args.results = cli.results_file(args.results, "--results")
+        except ValueError as err:
+            raise _UsageError(str(err)) from None
         import logging
 
         import matplotlib
@@ -371,8 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             dataset = experiment.load(args.results)
         command = "python -m featfate_sym.report " + " ".join(sys.argv[1:] if argv is None else argv)
         info = build(args.out, dataset, quick=args.quick, log=lambda m: print(m, file=sys.stderr), command=command)
-    except (_UsageError, ValueError) as err:
-        sys.stderr.write(f"{parser.prog}: error: {err}\n")
+    except (_UsageError, ValueError, SweepLockedError) as err:
+        sys.stderr.write(f"{parser.prog}: error: {' '.join(str(err).split())}\n")
         return 2
     print(f"wrote {args.out / 'report.html'} and {args.out / 'report.md'} in {time.perf_counter() - started:.1f} s: "
           f"{info['figures']} figures, {info['points']} agreement rows")

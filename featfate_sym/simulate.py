@@ -13,7 +13,8 @@ preconditioned by ``(X^T X / n)^+``, the same end points in far fewer steps near
 ``gamma = 1``).  Any axis flag replaces the preset's
 values for that axis: a comma list (``--gamma 0.5,1.5``), or ``start:stop:num`` (evenly
 spaced, both ends included: ``--theta 0:pi/2:5``).  Values may be written with ``pi``
-(``pi/4``, ``3pi/8``, ``0.25*pi``) and ``inf`` (``--gamma-s inf``: population source).
+(``pi/4``, ``3pi/8``, ``0.25*pi``), ``sqrt(...)``, ``+ - * / ^`` and ``inf`` (``--gamma-s
+inf``: population source).  A grid has at most 10^5 values per axis and 10^6 cells.
 An axis given more than one value is swept (a dimension of the dataset); an axis given
 one value is fixed.  Examples::
 
@@ -22,26 +23,24 @@ one value is fixed.  Examples::
     python -m featfate_sym.simulate --preset paper --out runs/paper
     python -m featfate_sym.simulate --gamma 0.5 --theta pi/8 --lam 0:0.5:6 --d 200
 
-Exit status: 0 on success; 2 for bad arguments or an output directory holding another
-sweep (one line on standard error); 1 if a simulation fails; 130 if interrupted.
+Exit status: 0 on success; 2 for bad arguments, an output directory that cannot be
+written, one holding another sweep, or one that another run is writing (its lock file
+``OUT/sweep.lock``; one line on standard error); 1 if a simulation fails; 130 if
+interrupted.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import re
 import shlex
 import sys
-from pathlib import Path
 
+from featfate_sym import cli
 from featfate_sym.sweeps.executors import SOLVER_CELLS
-from featfate_sym.sweeps.grid import MAX_SEED, Grid
+from featfate_sym.sweeps.grid import MAX_AXIS_VALUES, MAX_CELLS, MAX_SEED, Grid
 from featfate_sym.sweeps.presets import PRESETS, preset_axes, preset_solver
 
 __all__ = ["main", "parse_values"]
-
-_PI_FORM = re.compile(r"^(?P<coef>[0-9.]*(?:[eE][+-]?[0-9]+)?)\s*\*?\s*pi\s*(?:/\s*(?P<den>[0-9.]+(?:[eE][+-]?[0-9]+)?))?$")
 
 # flag -> (axis, allowed range text, check(value) -> bool, integer)
 _AXIS_FLAGS = {
@@ -60,25 +59,19 @@ class _UsageError(Exception):
     """A bad argument: reported in one line, exit status 2."""
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(cli.Parser):
     def error(self, message):  # one line, no usage block
         raise _UsageError(message)
 
 
-def _number(text: str) -> float:
-    text = text.strip().lower()
+def _number(text: str, name: str) -> float:
+    text = text.strip()
     try:
+        # plain numbers (and nan, which the range check then names) as before
         return float(text)
     except ValueError:
         pass
-    match = _PI_FORM.match(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not a number")
-    coef = float(match["coef"]) if match["coef"] else 1.0
-    den = float(match["den"]) if match["den"] else 1.0
-    if den == 0:
-        raise ValueError(f"{text!r} divides by zero")
-    return coef * math.pi / den
+    return cli.parse_float(text, name)
 
 
 def _snap(value: float) -> float:
@@ -87,28 +80,37 @@ def _snap(value: float) -> float:
     return short if abs(short - value) <= 4 * math.ulp(value) else value
 
 
-def parse_values(text: str) -> list[float]:
+def parse_values(text: str, name: str = "value") -> list[float]:
     """A comma list of numbers, or ``start:stop:num`` (``num`` evenly spaced values,
-    both ends included).  Numbers may use ``pi`` and ``inf``.  Raises ``ValueError``."""
+    both ends included, ``1 <= num <= MAX_AXIS_VALUES``).  Numbers are read by
+    :func:`featfate_sym.cli.parse_number` (``pi/4``, ``3pi/8``, ``inf``, ...).  Raises
+    ``ValueError`` whose message starts with ``name``."""
     text = text.strip()
     if not text:
-        raise ValueError("no values")
+        raise ValueError(f"{name}: no values")
     if ":" in text:
         parts = text.split(":")
         if len(parts) != 3:
-            raise ValueError(f"{text!r} is not of the form start:stop:num")
-        start, stop = _number(parts[0]), _number(parts[1])
+            raise ValueError(f"{name}: {text!r} is not of the form start:stop:num")
         try:
             count = int(parts[2])
         except ValueError:
-            raise ValueError(f"num in {text!r} must be an integer >= 1") from None
-        if count < 1:
-            raise ValueError(f"num in {text!r} must be an integer >= 1")
+            raise ValueError(f"{name}: num in {text!r} must be an integer in [1, {MAX_AXIS_VALUES}]") from None
+        # checked before any value is made: 0.5:2:1000000000 must not fill the memory
+        if not 1 <= count <= MAX_AXIS_VALUES:
+            raise ValueError(
+                f"{name}: num in {text!r} must be an integer in [1, {MAX_AXIS_VALUES}] "
+                f"(at most {MAX_AXIS_VALUES} values per axis, {MAX_CELLS} cells overall)"
+            )
+        start, stop = _number(parts[0], name), _number(parts[1], name)
         if count == 1:
             return [start]
         step = (stop - start) / (count - 1)
         return [start] + [_snap(start + i * step) for i in range(1, count - 1)] + [stop]
-    return [_number(part) for part in text.split(",")]
+    parts = text.split(",")
+    if len(parts) > MAX_AXIS_VALUES:
+        raise ValueError(f"{name}: {len(parts)} values; at most {MAX_AXIS_VALUES} per axis ({MAX_CELLS} cells overall)")
+    return [_number(part, name) for part in parts]
 
 
 def _parser() -> _Parser:
@@ -150,9 +152,9 @@ def _grid(args) -> Grid:
         if text is None:
             continue
         try:
-            values = parse_values(text)
+            values = parse_values(text, f"--{flag}")
         except ValueError as err:
-            raise _UsageError(f"--{flag}: {err}") from None
+            raise _UsageError(str(err)) from None
         for value in values:
             if math.isnan(value) or not check(value) or (integer and not float(value).is_integer()):
                 raise _UsageError(f"--{flag} must be {allowed} (got {value:g})")
@@ -212,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         grid = _grid(args)
         solver = args.solver or preset_solver(args.preset)
-        out = Path(args.out if args.out else f"sweep-{args.preset}")
+        try:
+            out = cli.output_dir(f"sweep-{args.preset}" if args.out is None else args.out, "--out")
+        except ValueError as err:
+            raise _UsageError(str(err)) from None
         if args.dry_run:
             print(f"grid: {grid.summary()}")
             print(f"cells: {grid.size}, replicates: {grid.replicates}, runs: {grid.size * grid.replicates}")
@@ -226,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from featfate_sym.sweeps.runner import run_sweep
-    from featfate_sym.sweeps.storage import SweepMismatchError
+    from featfate_sym.sweeps.storage import SweepLockedError, SweepMismatchError
 
     command = shlex.join(["python", "-m", "featfate_sym.simulate", *argv])
     try:
@@ -242,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.quiet,
             command_line=command,
         )
-    except SweepMismatchError as err:
+    except (SweepMismatchError, SweepLockedError) as err:
         print(f"{prog}: error: --out: {_one_line(err)}", file=sys.stderr)
         return 2
     except ValueError as err:

@@ -60,6 +60,8 @@ uf = sp.Symbol("u_f", real=True, positive=True)
 # --- fine-tuning -------------------------------------------------------------------
 #: scale of the first layers after balanced fine-tuning (positive root)
 c = sp.Symbol("c", real=True, positive=True)
+#: ``log(c^2 - a)``, the unknown in which the root equation of ``c`` holds at any depth
+ell_c = sp.Symbol("ell_c", real=True)
 #: squared norm of the null-space part of the source teacher, ``|(I-P) beta_s|^2``
 a = sp.Symbol("a", real=True, nonnegative=True)
 #: squared norm of the scratch interpolator, ``|beta_sc|^2``

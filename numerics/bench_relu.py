@@ -17,10 +17,12 @@ and extrapolates to the step budgets instead of running the table.
 
 from __future__ import annotations
 
-import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
+
+from featfate_sym import cli
 
 from featfate_sym.relu_overlap import overlap_monte_carlo
 from featfate_sym.simulation.relu import (
@@ -34,30 +36,24 @@ from featfate_sym.simulation.relu_phase import SCALES, simulate_relu_phase
 
 
 def _parse(argv):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = cli.Parser(prog="bench_relu", description=__doc__.splitlines()[0])
     p.add_argument("--scale", choices=sorted(SCALES), default="small")
-    p.add_argument("--mus", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75])
-    p.add_argument("--n-values", type=int, nargs="+", default=[200, 2000])
-    p.add_argument("--seeds", type=int, default=3, help="target sets (and scratch inits) per cell")
-    p.add_argument("--lr", type=float, default=1.0)
-    p.add_argument("--pretrain-steps", type=int, default=4000)
-    p.add_argument("--target-steps", type=int, default=2000)
-    p.add_argument("--tol", type=float, default=1e-6)
-    p.add_argument("--mc-samples", type=int, default=200_000)
+    p.add_argument("--mus", type=cli.number("mus", lower=0, upper=1), nargs="+", default=[0.0, 0.25, 0.5, 0.75],
+                   help="removed fractions in [0, 1]")
+    p.add_argument("--n-values", type=cli.number("n-values", lower=1, integer=True), nargs="+", default=[200, 2000])
+    p.add_argument("--seeds", type=cli.number("seeds", lower=1, integer=True), default=3,
+                   help="target sets (and scratch inits) per cell")
+    p.add_argument("--lr", type=cli.number("lr", lower=0, lower_open=True), default=1.0)
+    p.add_argument("--pretrain-steps", type=cli.number("pretrain-steps", lower=1, integer=True), default=4000)
+    p.add_argument("--target-steps", type=cli.number("target-steps", lower=1, integer=True), default=2000)
+    p.add_argument("--tol", type=cli.number("tol", lower=0), default=1e-6)
+    p.add_argument("--mc-samples", type=cli.number("mc-samples", lower=1, integer=True), default=200_000)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--ridge", type=float, default=0.0, help="ridge of the linear-transfer refit")
-    p.add_argument("--figure", default="", help="write the two-panel figure to this path")
-    p.add_argument("--time-steps", type=int, default=0)
+    p.add_argument("--ridge", type=cli.number("ridge", lower=0), default=0.0, help="ridge of the linear-transfer refit")
+    p.add_argument("--figure", type=cli.output_file_type("--figure", (".png", ".pdf", ".svg")), default=None,
+                   help="write the two-panel figure to this path (.png, .pdf or .svg)")
+    p.add_argument("--time-steps", type=cli.number("time-steps", lower=0, integer=True), default=0)
     args = p.parse_args(argv)
-    for name in ("seeds", "pretrain_steps", "target_steps", "mc_samples"):
-        if getattr(args, name) < 1:
-            p.exit(2, f"bench_relu: --{name.replace('_', '-')} must be >= 1\n")
-    if any(not 0 <= mu <= 1 for mu in args.mus):
-        p.exit(2, "bench_relu: --mus must lie in [0, 1]\n")
-    if args.ridge < 0:
-        p.exit(2, "bench_relu: --ridge must be >= 0\n")
-    if any(n < 1 for n in args.n_values):
-        p.exit(2, "bench_relu: --n-values must be >= 1\n")
     return args
 
 
@@ -168,6 +164,7 @@ def figure(cells: list[dict], path: str) -> None:
     ax2.set_xlabel("target samples n")
     ax2.legend(fontsize=7)
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

@@ -25,7 +25,6 @@ Timings are wall-clock medians on one thread (``torch.set_num_threads``, default
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import sys
@@ -34,6 +33,7 @@ from dataclasses import replace
 
 import torch
 
+from featfate_sym import cli
 from featfate_sym.simulation import (
     EngineOptions,
     gradient_descent,
@@ -149,12 +149,15 @@ def steps_to_converge(dim, replicates, gamma, depth, dtype, max_steps, fixed_ste
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.Parser(prog="bench_simulation", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (seconds)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--threads", type=cli.number("threads", lower=1, integer=True), default=1,
+                        help="torch threads (>= 1, default 1)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="only this precision")
-    parser.add_argument("--conv-dim", type=int, default=None, help="d of the steps-to-converge runs")
-    parser.add_argument("--conv-cap", type=int, default=None, help="step cap of the steps-to-converge runs")
+    parser.add_argument("--conv-dim", type=cli.number("conv-dim", lower=2, integer=True), default=None,
+                        help="d of the steps-to-converge runs (>= 2)")
+    parser.add_argument("--conv-cap", type=cli.number("conv-cap", lower=1, integer=True), default=None,
+                        help="step cap of the steps-to-converge runs (>= 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 

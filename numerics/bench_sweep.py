@@ -12,36 +12,42 @@ under 2 hours on this 2-core machine.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
 import time
 
-from featfate_sym.sweeps import SOLVER_CELLS, preset_grid, preset_solver, run_sweep
+from featfate_sym import cli
+from featfate_sym.sweeps import MAX_SEED, SOLVER_CELLS, SweepMismatchError, preset_grid, preset_solver, run_sweep
+from featfate_sym.sweeps.storage import SweepLockedError
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.Parser(prog="bench_sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--paper", action="store_true", help="the paper's grid (800 cells x 20 replicates, d = 500)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=cli.number("workers", lower=1, integer=True), default=os.cpu_count() or 1,
+                        help="local worker processes (>= 1; default: number of CPUs)")
+    parser.add_argument("--seed", type=cli.number("seed", lower=0, upper=MAX_SEED, integer=True), default=0)
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float64")
-    parser.add_argument("--out", help="output directory (default: a temporary one)")
+    parser.add_argument("--out", type=cli.output_dir_type("--out"), default=None,
+                        help="output directory (default: a temporary one)")
     args = parser.parse_args(argv)
     name = "paper" if args.paper else "quick"
     grid = preset_grid(name, seed=args.seed)
     with tempfile.TemporaryDirectory(prefix=f"bench-sweep-{name}-") as scratch:
         out = args.out or scratch
         started = time.perf_counter()
-        report = run_sweep(
-            grid,
-            out,
-            cell_function=SOLVER_CELLS[preset_solver(name)],
-            dtype=args.dtype,
-            workers=args.workers,
-            progress=True,
-        )
+        try:
+            report = run_sweep(
+                grid,
+                out,
+                cell_function=SOLVER_CELLS[preset_solver(name)],
+                dtype=args.dtype,
+                workers=args.workers,
+                progress=True,
+            )
+        except (SweepMismatchError, SweepLockedError) as err:
+            parser.error(f"argument --out: {' '.join(str(err).split())}")
         wall = time.perf_counter() - started
     print(f"preset {name}: {grid.summary()}")
     print(f"workers {args.workers}, dtype {args.dtype}, solver {preset_solver(name)}, cpus {os.cpu_count()}")

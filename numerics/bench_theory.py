@@ -14,7 +14,6 @@ compiled <= 1.5 x hand-written).  Then times rendering ``lt-phase`` at full reso
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ import time
 import numpy as np
 
 import featfate_sym as ff
+from featfate_sym import cli
 
 
 # --- hand-written baselines -------------------------------------------------------------
@@ -66,17 +66,17 @@ def _best(fn, repeat):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=1000, help="grid points per axis (default 1000)")
-    parser.add_argument("--repeat", type=int, default=3, help="timings per case; the best is kept (default 3)")
-    parser.add_argument("--sigma", type=float, default=0.2)
-    parser.add_argument("--lam", type=float, default=0.1)
-    parser.add_argument("--L", type=int, default=3)
+    parser = cli.Parser(prog="bench_theory", description=__doc__.split("\n\n")[0])
+    # size^2 float64 arrays, a handful at once: 10^4 per axis is already ~10 GB
+    parser.add_argument("--size", type=cli.number("size", lower=2, upper=10_000, integer=True), default=1000,
+                        help="grid points per axis (2..10000, default 1000)")
+    parser.add_argument("--repeat", type=cli.number("repeat", lower=1, upper=1000, integer=True), default=3,
+                        help="timings per case; the best is kept (1..1000, default 3)")
+    parser.add_argument("--sigma", type=cli.number("sigma", lower=0), default=0.2)
+    parser.add_argument("--lam", type=cli.number("lam", lower=0), default=0.1)
+    parser.add_argument("--L", type=cli.number("L", lower=1, integer=True), default=3)
     parser.add_argument("--no-figure", action="store_true", help="skip the lt-phase rendering time")
     args = parser.parse_args(argv)
-    if args.size < 2 or args.repeat < 1 or args.L < 1 or args.sigma < 0 or args.lam < 0:
-        print("bench_theory: error: need --size >= 2, --repeat >= 1, --L >= 1, --sigma >= 0, --lam >= 0", file=sys.stderr)
-        return 2
 
     theta = np.linspace(0, np.pi / 2, args.size)
     gamma = np.linspace(0, 2, args.size)

@@ -26,7 +26,8 @@ def main(argv=None) -> int:
     parser.add_argument("--lam", type=cli.number("lam", lower=0), default=0.0, help="ridge of the readout refit (>= 0)")
     parser.add_argument("--gamma", type=cli.number("gamma", lower=0, lower_open=True), default=0.5,
                         help="n/d of the single-gamma rows and of the pair (> 0, not 1)")
-    parser.add_argument("--out", default=None, help="folder for distances_vs_transfer.png/.pdf")
+    parser.add_argument("--out", type=cli.output_dir_type("--out"), default=None,
+                        help="folder for distances_vs_transfer.png/.pdf")
     parser.add_argument("--quick", action="store_true", help="low-resolution figure")
     args = parser.parse_args(argv)
     if args.gamma == 1.0:

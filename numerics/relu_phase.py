@@ -74,19 +74,18 @@ def _parse(argv):
                    help="smallest |T| called helps/hurts (>= 0; default 100 x the default tol)")
     p.add_argument("--threads", type=cli.number("threads", lower=1, integer=True), default=1, help="Torch CPU threads")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default="", help="results file, .json or .npz")
-    p.add_argument("--figure", default="", help="figure file, .png or .pdf")
+    p.add_argument("--out", type=cli.output_file_type("--out", (".json", ".npz")), default=None,
+                   help="results file, .json or .npz")
+    p.add_argument("--figure", type=cli.output_file_type("--figure", (".png", ".pdf")), default=None,
+                   help="figure file, .png or .pdf")
     args = p.parse_args(argv)
     args.mus = sorted(set(args.mus))
     args.n_values = sorted(set(args.n_values))
-    for name, suffixes in (("out", (".json", ".npz")), ("figure", (".png", ".pdf"))):
+    for name in ("out", "figure"):
         path = getattr(args, name)
-        if not path:
-            continue
-        if Path(path).suffix.lower() not in suffixes:
-            p.error(f"argument --{name}: the file name must end in {' or '.join(suffixes)} (got {path!r})")
-        if not Path(path).resolve().parent.is_dir():
-            p.error(f"argument --{name}: the folder of {path!r} does not exist")
+        # written beside the target and renamed: the folder itself must exist
+        if path is not None and not path.resolve().parent.is_dir():
+            p.error(f"argument --{name}: the folder of {str(path)!r} does not exist")
     return p, args
 
 

@@ -26,7 +26,6 @@ import math
 import os
 import sys
 import time
-from pathlib import Path
 
 # BLAS single-threaded unless the caller says otherwise: the work is many small (d x d)
 # problems, where threads gain little, and on shared cores OpenBLAS's threads thrash
@@ -145,8 +144,8 @@ def main(argv=None) -> int:
                         help=f"comma-separated n/d values (> 0; default {DEFAULT_GAMMAS})")
     parser.add_argument("--alpha", type=cli.number("alpha", lower=0.0, upper=1.0, lower_open=True, upper_open=True), default=1e-3,
                         help="family-wise false-alarm rate of the agreement test, in (0, 1)")
-    parser.add_argument("--out", type=Path, default=None, help="write the per-cell results as JSON")
-    parser.add_argument("--figure", type=Path, default=None, help="write the figure as PNG")
+    parser.add_argument("--out", type=cli.output_file_type("--out"), default=None, help="write the per-cell results as JSON")
+    parser.add_argument("--figure", type=cli.output_file_type("--figure"), default=None, help="write the figure as PNG")
     parser.add_argument("--quick", action="store_true", help="low-resolution theory maps")
     args = parser.parse_args(argv)
 

@@ -1,14 +1,26 @@
-"""Assertions and critical values shared by the test modules."""
+"""Assertions and critical values shared by the test modules.
 
-from scipy import stats
+Critical values come from :mod:`featfate_sym.stats`: Student t with the replicates'
+degrees of freedom wherever the standard error is estimated from them
+(:func:`bonferroni_t`), the normal value only where the SE is known (:func:`bonferroni_z`).
+"""
+
+from featfate_sym import stats
 
 #: family-wise false-alarm rate of every statistical test in the suite
 FAMILY_ALPHA = 1e-3
 
 
+def bonferroni_t(df: float, comparisons: int, alpha: float = FAMILY_ALPHA) -> float:
+    """Two-sided Student-t critical value (``df`` degrees of freedom of the estimated SE,
+    ``replicates - 1`` for a mean) for ``comparisons`` tests at family-wise rate ``alpha``."""
+    return stats.t_critical(df, alpha, comparisons)
+
+
 def bonferroni_z(comparisons: int, alpha: float = FAMILY_ALPHA) -> float:
-    """Two-sided critical |z| for ``comparisons`` tests at family-wise rate ``alpha``."""
-    return float(stats.norm.isf(alpha / (2 * comparisons)))
+    """Two-sided normal critical value for ``comparisons`` tests at family-wise rate
+    ``alpha``: only for a statistic whose standard deviation is known."""
+    return stats.z_critical(alpha, comparisons)
 
 
 def assert_one_line_error(proc, *needles, prefix: str = ""):

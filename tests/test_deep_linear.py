@@ -74,7 +74,7 @@ def test_keys_registered_with_family_status_and_parameters():
     for key in KEYS:
         r = get(key)
         assert r.family == "deep_linear_flow"
-        assert r.status is registry.Status.EXACT
+        assert r.status.exact
         assert r.reference and r.steps
     assert get("dln.conservation").param_names == ("mu", "t")
     assert get("dln.balanced_flow").param_names == ("L",)

@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_documents_up_to_date(tmp_path):
     written = write_docs(tmp_path)
-    assert {p.name for p in written} == {f"{f}.md" for f in registry.FAMILIES if any(r.family == f for r in registry.results())}
+    families = {f"{f}.md" for f in registry.FAMILIES if any(r.family == f for r in registry.results())}
+    assert {p.name for p in written} == families | {"corrections.md"}  # featfate_sym/corrections.py
     for path in written:
         committed = ROOT / "derivations" / path.name
         assert committed.exists(), f"{committed} missing: run python -m featfate_sym.derive --write-docs derivations"

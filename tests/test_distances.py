@@ -1,9 +1,9 @@
 """Data-centric distances: KL against SPEC.md and Monte Carlo, W2 against the Bures formula
 evaluated directly at 50 digits in the full input space.
 
-The Monte Carlo test is a two-sided z-test of the mean log-likelihood ratio against the
-derived KL with the sample standard error, family-wise false-alarm rate 1e-3,
-Bonferroni-corrected over its points.
+The Monte Carlo tests are two-sided t-tests of a mean against the derived value with the
+sample standard error (Student t, ``draws - 1`` degrees of freedom), family-wise
+false-alarm rate 1e-3, Bonferroni-corrected over their points.
 """
 
 import math
@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 from featfate_sym import registry
 from featfate_sym.registry import get
 from featfate_sym.symbols import lam, sigma, theta
-from checks import bonferroni_z
+from checks import bonferroni_t
 
 
 # -- KL --------------------------------------------------------------------------------------
 def test_kl_registered():
     r = get("metrics.kl")
-    assert r.family == "distances" and r.status is registry.Status.EXACT
+    assert r.family == "distances" and r.status.exact
     assert r.param_names == ("theta", "sigma")
 
 
@@ -52,7 +52,7 @@ def test_kl_monte_carlo(seed):
     rng = np.random.default_rng(seed)
     dim, draws = 5, 100_000
     points = [(30.0, 0.5), (90.0, 1.0), (150.0, 2.0)]
-    z_crit = bonferroni_z(len(points))
+    z_crit = bonferroni_t(draws - 1, len(points))
     for degrees, noise in points:
         angle = math.radians(degrees)
         beta_s = np.zeros(dim)
@@ -111,7 +111,7 @@ def _bures_w2_squared_mp(angle, noise, dim=4):
 
 def test_w2_registered():
     r = get("metrics.w2")
-    assert r.family == "distances" and r.status is registry.Status.EXACT
+    assert r.family == "distances" and r.status.exact
     assert r.param_names == ("theta", "sigma")
 
 
@@ -191,7 +191,7 @@ def test_w2_is_the_cost_of_an_optimal_map(degrees, noise):
 # -- bounded-Lipschitz (Dudley) lower bound ---------------------------------------------------
 def test_bl_lower_bound_registered():
     r = get("metrics.bl_lower")
-    assert r.family == "distances" and r.status is registry.Status.EXACT
+    assert r.family == "distances" and r.status.exact
     assert r.param_names == ("theta", "sigma", "omega", "phi")
     assert r.derivation.extras["upper_bound"] == 2
 
@@ -199,11 +199,11 @@ def test_bl_lower_bound_registered():
 def test_bl_lower_bound_is_the_expectation_gap_of_its_test_function_monte_carlo(seed):
     """The test function's expectation under each task, sampled in the full input space
     (d = 6, no reduction to the plane), paired through common x and noise.  Two-sided
-    z-test, family-wise false-alarm rate 1e-3 (Bonferroni over the points)."""
+    t-test, family-wise false-alarm rate 1e-3 (Bonferroni over the points)."""
     rng = np.random.default_rng(seed)
     dim, draws = 6, 200_000
     points = [(40.0, 0.2, 1.5, 0.8), (90.0, 1.0, 0.7, 0.5), (170.0, 0.5, 2.5, 1.2)]
-    z_crit = bonferroni_z(len(points))
+    z_crit = bonferroni_t(draws - 1, len(points))
     for degrees, noise, freq, angle_phi in points:
         angle = math.radians(degrees)
         beta_s = np.zeros(dim)

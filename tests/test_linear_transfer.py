@@ -4,9 +4,9 @@ mpmath, properties, and Monte Carlo.
 Expected formulas are typed from SPEC.md section 2 ("Linear transfer"); the registry
 derives them independently (Gaussian integration, limits, ``sp.solve``).
 
-Statistical tests are two-sided z-tests of a Monte Carlo mean against the derived value,
-with the sample standard error; the family-wise false-alarm rate is 1e-3, Bonferroni-
-corrected over the points of each test.
+Statistical tests are two-sided t-tests of a Monte Carlo mean against the derived value,
+with the sample standard error (Student t, ``draws - 1`` degrees of freedom); the
+family-wise false-alarm rate is 1e-3, Bonferroni-corrected over the points of each test.
 """
 
 import math
@@ -17,12 +17,11 @@ import pytest
 import sympy as sp
 from hypothesis import given
 from hypothesis import strategies as st
-from scipy import stats
 
 from featfate_sym import registry
 from featfate_sym.registry import get
 from featfate_sym.symbols import gamma, k, lam, n, sigma, theta
-from checks import bonferroni_z, branch
+from checks import FAMILY_ALPHA, bonferroni_t, branch
 
 KEYS = ["lt.risk_finite", "lt.risk", "lt.ridge_slope", "lt.transferability", "lt.boundary"]
 DEG = math.pi / 180
@@ -80,9 +79,9 @@ def t_lt(g, th, s, la):
 def test_keys_registered_with_family_status_and_parameters():
     for key in KEYS:
         assert get(key).family == "linear_transfer"
-    assert get("lt.risk_finite").status is registry.Status.EXACT
+    assert get("lt.risk_finite").status.exact
     for key in KEYS[1:]:
-        assert get(key).status is registry.Status.THEOREM
+        assert get(key).status.source is registry.Source.PAPER
     assert get("lt.risk_finite").param_names == ("n", "theta", "sigma")
     assert get("lt.risk").param_names == ("theta", "lam")
     assert get("lt.transferability").param_names == ("gamma", "theta", "sigma", "lam")
@@ -147,12 +146,12 @@ def test_risk_finite_monte_carlo(seed):
     """One frozen feature at d = 20, theta = 50 deg, sigma = 0.3, n in {5, 10, 40}.
 
     n >= 5 makes E[1/chi^2_n^2] finite, so the risk has a finite variance and the standard
-    error is meaningful.  z-test, family-wise level 1e-3 over the 3 points.
+    error is meaningful.  t-test, family-wise level 1e-3 over the 3 points.
     """
     rng = np.random.default_rng(seed)
     result = get("lt.risk_finite")
     points, draws, angle, noise = (5, 10, 40), 10000, 50 * DEG, 0.3
-    z_crit = bonferroni_z(len(points))
+    z_crit = bonferroni_t(draws - 1, len(points))
     for n_samples in points:
         risks = _simulate_linear_transfer(rng, n_samples, 20, angle, noise, draws)
         expected = result.evaluate(n=n_samples, theta=angle, sigma=noise)
@@ -166,12 +165,12 @@ def test_risk_finite_monte_carlo(seed):
 @pytest.mark.slow
 def test_risk_finite_monte_carlo_full(seed):
     """Full-size version: d = 50, n in {5, 8, 20, 80, 200}, two angles, sigma = 0.5,
-    40000 draws; z-test, family-wise level 1e-3 Bonferroni-corrected over the 10 points."""
+    40000 draws; t-test, family-wise level 1e-3 Bonferroni-corrected over the 10 points."""
     rng = np.random.default_rng(seed)
     result = get("lt.risk_finite")
     points = [(n_samples, degrees) for n_samples in (5, 8, 20, 80, 200) for degrees in (20, 70)]
     draws = 40000
-    z_crit = bonferroni_z(len(points))
+    z_crit = bonferroni_t(draws - 1, len(points))
     for n_samples, degrees in points:
         risks = _simulate_linear_transfer(rng, n_samples, 50, degrees * DEG, 0.5, draws, chunk=500)
         expected = result.evaluate(n=n_samples, theta=degrees * DEG, sigma=0.5)
@@ -180,7 +179,7 @@ def test_risk_finite_monte_carlo_full(seed):
 
 
 def test_k_feature_lemma_monte_carlo(seed):
-    """Three frozen features (cited inverse-Wishart lemma) at n = 12, d = 20: z-test at
+    """Three frozen features (cited inverse-Wishart lemma) at n = 12, d = 20: t-test at
     level 1e-3 (n - k = 9 > 4 so the variance is finite)."""
     rng = np.random.default_rng(seed)
     risk_k = branch(get("lt.risk_finite").extras["risk_k_features"], n > k + 1)
@@ -188,7 +187,7 @@ def test_k_feature_lemma_monte_carlo(seed):
     expected = float(risk_k.subs({n: 12, k: 3, theta: sp.Float(angle, 30), sigma: sp.Rational(1, 2)}))
     risks = _simulate_linear_transfer(rng, 12, 20, angle, noise, draws, n_features=3)
     se = risks.std(ddof=1) / math.sqrt(draws)
-    assert abs(risks.mean() - expected) <= float(stats.norm.isf(1e-3 / 2)) * se
+    assert abs(risks.mean() - expected) <= bonferroni_t(draws - 1, 1, FAMILY_ALPHA) * se
 
 
 # -- large n, ridge -------------------------------------------------------------------------
@@ -210,11 +209,11 @@ def test_risk_rational_points():
 
 def test_ridge_risk_monte_carlo_large_n(seed):
     """lt.risk is a large-n limit: at n = 4000 the ridge readout's mean risk agrees within
-    the z-test (level 1e-3 over 2 points) plus the O(1/n) finite-size bias, which the
+    the t-test (level 1e-3 over 2 points) plus the O(1/n) finite-size bias, which the
     finite-n formula at lam = 0 bounds by (sin^2 + sigma^2)/(n - 2)."""
     rng = np.random.default_rng(seed)
     n_samples, draws, angle, noise = 4000, 2000, 30 * DEG, 0.5
-    z_crit = float(stats.norm.isf(1e-3 / 4))
+    z_crit = bonferroni_t(draws - 1, 2, FAMILY_ALPHA)
     for ridge in (0.0, 0.5):
         z = rng.standard_normal((draws, n_samples))
         y = math.cos(angle) * z + math.sin(angle) * rng.standard_normal((draws, n_samples)) \

@@ -4,9 +4,10 @@ The expected formulas typed here come from SPEC.md (section 2, "Training from sc
 and from the standard literature (inverse-Wishart mean, Marchenko–Pastur density and
 moments); the module under test derives or cites them independently.
 
-Statistical tests are two-sided z-tests of a Monte Carlo mean against the stated value,
-``z = (mean - expected) / SE`` with ``SE`` the sample standard error; within each test
-the family-wise false-alarm rate is 1e-3, Bonferroni-corrected over the points.
+Statistical tests are two-sided t-tests of a Monte Carlo mean against the stated value,
+``t = (mean - expected) / SE`` with ``SE`` the sample standard error (Student t with
+``draws - 1`` degrees of freedom); within each test the family-wise false-alarm rate is
+1e-3, Bonferroni-corrected over the points.
 """
 
 import mpmath
@@ -26,7 +27,7 @@ from featfate_sym.theory.random_matrix import (
     projection_mean_coefficient,
     proportional_limit,
 )
-from checks import bonferroni_z
+from checks import bonferroni_t
 
 
 
@@ -69,7 +70,7 @@ def test_projection_mean_monte_carlo(seed):
         proj = np.linalg.pinv(x) @ x
         p11[i], p12[i] = proj[0, 0], proj[0, 1]
     expected = float(projection_mean_coefficient(n_samples, dim))
-    zc = bonferroni_z(2)
+    zc = bonferroni_t(draws - 1, 2)
     for sample, target in ((p11, expected), (p12, 0.0)):
         se = sample.std(ddof=1) / np.sqrt(draws)
         assert abs(sample.mean() - target) <= zc * se
@@ -96,12 +97,12 @@ def test_inverse_wishart_monte_carlo(seed):
     """Monte Carlo of E tr (X X^T)^{-1} (n < d) and E tr (X^T X)^{-1} (n > d), d = 20.
 
     The points keep |n - d| >= 10 so that the trace has finite variance (needs
-    |n - d| > 3) and light enough tails for the z-test (finite fourth moment).
+    |n - d| > 3) and light enough tails for the t-test (finite fourth moment).
     """
     rng = np.random.default_rng(seed)
     dim, draws = 20, 3000
     points = [(5, "gram"), (10, "gram"), (30, "cov"), (40, "cov")]
-    zc = bonferroni_z(len(points))
+    zc = bonferroni_t(draws - 1, len(points))
     for n_samples, kind in points:
         traces = np.empty(draws)
         for i in range(draws):

@@ -61,7 +61,7 @@ def test_keys_registered_exact():
     for key in KEYS:
         r = registry.get(key)
         assert r.family == "two_layer_relu"
-        assert r.status is registry.Status.EXACT
+        assert r.status.exact
     assert registry.get("relu.arccos_kernel").param_names == ("r1", "r2", "rho")
 
 

@@ -1,10 +1,11 @@
 """Simulated ridge-from-scratch baseline against the registry's closed forms.
 
 Statistical tests.  Each comparison of a simulated mean with a closed form uses
-``z = (mean - theory) / SE`` with ``SE`` the standard error over independent replicates
-and accepts when ``|mean - theory| <= z_crit * SE + allowance``.  ``z_crit`` gives a
+``t = (mean - theory) / SE`` with ``SE`` the standard error over independent replicates
+and accepts when ``|mean - theory| <= t_crit * SE + allowance``.  ``t_crit`` gives a
 family-wise false-alarm rate of 1e-3 per test function, Bonferroni-corrected over its
-comparisons (two-sided: ``z_crit = Phi^{-1}(1 - 1e-3 / (2 m))``).
+comparisons (two-sided Student t with ``replicates - 1`` degrees of freedom, the SE being
+estimated from the replicates: ``featfate_sym.stats.t_critical``).
 
 Finite-size allowance.  The closed forms are proportional limits; at width ``d`` the
 expected ridge risk differs from its limit by ``O(1/d)`` (for the minimum-norm case the
@@ -31,7 +32,7 @@ from featfate_sym.simulation.ridge_baseline import (
     default_lam_grid,
     simulate_ridge_baseline,
 )
-from checks import bonferroni_z
+from checks import bonferroni_t
 
 ALPHA = 1e-3
 FINITE_SIZE = 1.0
@@ -67,7 +68,6 @@ def test_finite_size_allowance_covers_exact_min_norm_offset(g: float) -> None:
 def test_ridge_risk_at_fixed_lam_matches_closed_form(seed: int) -> None:
     lam_value = 0.1
     cells = [(dim, g) for dim in (100, 200) for g in (0.5, 1.0, 2.0)]
-    z_crit = bonferroni_z(len(cells))
     theory_entry = ff.get("scratch.risk_ridge")
     rng = np.random.default_rng(seed)
     for dim, g in cells:
@@ -78,6 +78,7 @@ def test_ridge_risk_at_fixed_lam_matches_closed_form(seed: int) -> None:
         mean, se = _mean_se(result.risks[:, 0])
         theory = theory_entry.evaluate(gamma=g, sigma=SIGMA, lam=lam_value)
         allowance = FINITE_SIZE / dim
+        z_crit = bonferroni_t(replicates - 1, len(cells))
         assert abs(mean - theory) <= z_crit * se + allowance, (
             f"d={dim}, gamma={g}: simulated {mean:.4f} +- {se:.4f}, theory {theory:.4f}, "
             f"z={(mean - theory) / se:.2f}"
@@ -87,7 +88,7 @@ def test_ridge_risk_at_fixed_lam_matches_closed_form(seed: int) -> None:
 def test_grid_optimal_risk_matches_optimal_ridge(seed: int) -> None:
     gammas = (0.25, 0.5, 1.0, 1.5, 2.0)
     dim, replicates = 200, 100
-    z_crit = bonferroni_z(len(gammas))
+    z_crit = bonferroni_t(replicates - 1, len(gammas))
     lams = default_lam_grid()
     ridge = ff.get("scratch.risk_ridge")
     optimal = ff.get("scratch.risk_optimal_ridge")
@@ -126,8 +127,8 @@ def test_anomalous_band_vanishes_against_tuned_baseline(seed: int) -> None:
 
     # simulation: three comparisons, Bonferroni over them
     comparisons = 3
-    z_crit = bonferroni_z(comparisons)
     dim, replicates = 100, 100
+    z_crit = bonferroni_t(replicates - 1, comparisons)  # two-sided: conservative for (a)
     result = simulate_ridge_baseline(dim, g, SIGMA, theta=theta, replicates=replicates, seed=seed)
     assert result.n_samples == dim  # exactly at the interpolation peak
     tuned = result.transferability_tuned

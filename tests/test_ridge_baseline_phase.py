@@ -2,12 +2,14 @@
 the anomalous band, reproducibility, the figure and the command line.
 
 Statistical tests follow ``tests/test_ridge_baseline.py``: a simulated mean agrees with a
-closed form when ``|mean - theory| <= z_crit * SE + allowance``, ``z_crit`` two-sided with
-a family-wise false-alarm rate ``ALPHA = 1e-3`` per test function, Bonferroni-corrected
-over its comparisons.  The allowance is the module's own (``FINITE_SIZE / d`` for the
-ridge risk's finite-size offset, justified in ``tests/test_ridge_baseline.py``, plus the
-``lam`` grid's discretisation error from the closed form); the readout's finite-``n``
-excess is not allowed for but subtracted exactly.
+closed form when ``|mean - theory| <= t_crit * SE + allowance``, ``t_crit`` the two-sided
+Student-t value with ``replicates - 1`` degrees of freedom (estimated SE) at a family-wise
+false-alarm rate ``ALPHA = 1e-3`` per test function, Bonferroni-corrected over its
+comparisons.  Differences of two independent cells use Welch–Satterthwaite degrees of
+freedom (``featfate_sym.stats.welch``).  The allowance is the module's own
+(``FINITE_SIZE / d`` for the ridge risk's finite-size offset, justified in
+``tests/test_ridge_baseline.py``, plus the ``lam`` grid's discretisation error from the
+closed form); the readout's finite-``n`` excess is not allowed for but subtracted exactly.
 
 Independent expectations typed here (SPEC section 2): the optimal ridge risk
 ``R(lam*) = (kappa^2 + sigma^2 psi) / ((1 + kappa)^2 - psi)``, ``psi = 1/gamma``,
@@ -35,6 +37,7 @@ from matplotlib.collections import QuadMesh
 from matplotlib.image import imread
 from scipy import stats
 
+from featfate_sym import stats as fstats
 from featfate_sym.plotting import ridge_phase, style
 from featfate_sym.simulation.ridge_baseline_phase import (
     FINITE_SIZE,
@@ -86,9 +89,10 @@ def test_simulated_tuned_transferability_matches_theory(seed: int) -> None:
     res = simulate_ridge_baseline_phase(thetas, gammas, dim=100, noise_std=SIGMA, replicates=200, seed=seed)
     # 12 tuned cells + 9 min-norm cells with a finite-variance mean: 21 comparisons
     comparisons = res.cells + 9
-    alpha_cells = ALPHA * res.cells / comparisons  # so that critical_z is Bonferroni over all 21
-    z_crit = res.critical_z(alpha_cells)
-    assert z_crit == pytest.approx(stats.norm.isf(ALPHA / (2 * comparisons)))
+    alpha_cells = ALPHA * res.cells / comparisons  # so that critical_value is Bonferroni over all 21
+    z_crit = res.critical_value(alpha_cells)
+    assert res.critical_z(alpha_cells) == z_crit
+    assert z_crit == pytest.approx(stats.t.isf(ALPHA / (2 * comparisons), res.replicates - 1))
     agrees = res.agreement(alpha_cells)
     bad = [
         f"gamma={gammas[i]}, theta={thetas[j]:.3f}: {res.tuned_mean[i, j]:.4f} +- {res.tuned_se[i, j]:.4f} "
@@ -118,7 +122,7 @@ def test_band_near_gamma_one_vanishes_against_tuned_baseline(seed: int) -> None:
     assert res.n_samples[peak] == res.dim
     # comparisons: 2 sign tests + 2 one-sided tuned signs + 4 one-sided tuned steps
     comparisons = 8
-    z_one = float(stats.norm.isf(ALPHA / comparisons))
+    z_one = fstats.t_critical(replicates - 1, ALPHA, comparisons, two_sided=False)
     # (a) against min-norm scratch T_lt is large and positive at gamma = 1.  Sign test
     # on "median > 1": the 25th percentile (linear interpolation) above 1 means at least
     # replicates - floor(0.25 (replicates - 1)) - 1 replicates above 1, which under
@@ -130,12 +134,14 @@ def test_band_near_gamma_one_vanishes_against_tuned_baseline(seed: int) -> None:
     # (b) against the tuned baseline it is negative there, significantly
     assert np.all(res.tuned_mean[peak] + z_one * res.tuned_se[peak] < 0), res.tuned_mean[peak]
     # (c) and has no peak: T_lt^tuned decreases through gamma = 1 at each angle, the
-    # differences significant (independent cells, so their variances add)
+    # differences significant (independent cells, so their variances add; Welch df)
     for j in range(len(thetas)):
         for lo, hi in ((0, 1), (1, 2)):
-            step = res.tuned_mean[lo, j] - res.tuned_mean[hi, j]
-            se = math.hypot(res.tuned_se[lo, j], res.tuned_se[hi, j])
-            assert step > z_one * se, f"theta={thetas[j]:.3f}, gamma {gammas[lo]} -> {gammas[hi]}"
+            cell_lo, cell_hi = (fstats.MeanSE(res.tuned_mean[k, j], res.tuned_se[k, j], replicates, replicates - 1)
+                                for k in (lo, hi))
+            step = fstats.welch(cell_lo, cell_hi)
+            t_one = fstats.t_critical(step.df, ALPHA, comparisons, two_sided=False)
+            assert step.mean > t_one * step.se, f"theta={thetas[j]:.3f}, gamma {gammas[lo]} -> {gammas[hi]}"
     # while against min-norm scratch gamma = 1 sits far above both neighbours
     assert np.all(res.min_norm_lower_quartile[peak] > np.maximum(res.min_norm_mean[0], res.min_norm_mean[2]) + 1)
 

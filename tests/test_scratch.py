@@ -3,9 +3,9 @@
 Expected formulas are typed from SPEC.md section 2 ("Training from scratch",
 "Regularised scratch baseline"); the registry derives them independently.
 
-The Monte Carlo test is a two-sided z-test of the mean simulated risk against
-``scratch.risk_finite`` with the sample standard error, family-wise false-alarm rate 1e-3,
-Bonferroni-corrected over its points.
+The Monte Carlo test is a two-sided t-test of the mean simulated risk against
+``scratch.risk_finite`` with the sample standard error (Student t, ``draws - 1`` degrees
+of freedom), family-wise false-alarm rate 1e-3, Bonferroni-corrected over its points.
 """
 
 import mpmath
@@ -19,7 +19,7 @@ from scipy import optimize
 from featfate_sym import registry
 from featfate_sym.registry import get
 from featfate_sym.symbols import d, gamma, lam, n, psi, sigma
-from checks import bonferroni_z, branch
+from checks import bonferroni_t, branch
 
 KEYS = [
     "scratch.risk_finite",
@@ -66,9 +66,9 @@ def test_keys_registered_with_family_and_status():
         result = get(key)
         assert result.family == "scratch"
         assert result.reference
-    assert get("scratch.risk_finite").status is registry.Status.EXACT
-    assert get("scratch.risk").status is registry.Status.THEOREM
-    assert get("scratch.risk_ridge").status is registry.Status.EXACT
+    assert get("scratch.risk_finite").status.exact
+    assert get("scratch.risk").status.source is registry.Source.PAPER
+    assert get("scratch.risk_ridge").status.exact
 
 
 @pytest.mark.parametrize("key", KEYS)
@@ -123,13 +123,13 @@ def test_risk_finite_monte_carlo(seed):
     """Min-norm interpolation X^+ y at d = 20, sigma = 0.5; n kept >= 10 away from d.
 
     |n - d| > 3 makes the risk's variance finite (inverse-Wishart second moments), so the
-    standard error is meaningful.  z-test, family-wise level 1e-3 over the 4 points.
+    standard error is meaningful.  t-test, family-wise level 1e-3 over the 4 points.
     """
     rng = np.random.default_rng(seed)
     result = get("scratch.risk_finite")
     points = (5, 10, 30, 40)
     draws = 2000
-    z_crit = bonferroni_z(len(points))
+    z_crit = bonferroni_t(draws - 1, len(points))
     for n_samples in points:
         risks = _simulate_min_norm_risk(rng, n_samples, 20, 0.5, draws)
         expected = result.evaluate(n=n_samples, d=20, sigma=0.5)
@@ -141,14 +141,14 @@ def test_risk_finite_monte_carlo(seed):
 def test_risk_finite_monte_carlo_full(seed):
     """Full-size version: d = 50, six sample sizes on both sides of d, sigma = 1, 5000 draws.
 
-    Same z-test, family-wise level 1e-3 Bonferroni-corrected over the 6 points; every point
+    Same t-test, family-wise level 1e-3 Bonferroni-corrected over the 6 points; every point
     keeps |n - d| >= 10 so the risk has finite variance.
     """
     rng = np.random.default_rng(seed)
     result = get("scratch.risk_finite")
     points = (10, 25, 40, 60, 75, 100)
     draws = 5000
-    z_crit = bonferroni_z(len(points))
+    z_crit = bonferroni_t(draws - 1, len(points))
     for n_samples in points:
         risks = _simulate_min_norm_risk(rng, n_samples, 50, 1.0, draws)
         expected = result.evaluate(n=n_samples, d=50, sigma=1.0)

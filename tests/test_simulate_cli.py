@@ -142,3 +142,29 @@ def test_tiny_real_run_resume_and_mismatch(tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--overwrite" in err and "replicates" in err
     assert len(list((out / "cells").glob("cell-*.nc"))) == 2
+
+
+def test_values_use_the_number_grammar_and_cap_the_range():
+    assert simulate.parse_values("sqrt(2)/2,2^-3") == [math.sqrt(2) / 2, 0.125]
+    with pytest.raises(ValueError, match="--gamma must be a number"):
+        simulate.parse_values("__import__('os').getcwd()", "--gamma")
+    with pytest.raises(ValueError, match=r"--gamma: num .* \[1, 100000\]"):
+        simulate.parse_values("0.5:2:1000000000", "--gamma")
+    assert len(simulate.parse_values("0:1:100000")) == 100_000
+
+
+def test_a_locked_output_directory_exits_2_naming_the_holder(tmp_path, capsys):
+    import json
+    import socket
+
+    out = tmp_path / "locked"
+    out.mkdir()
+    # the parent of this process is alive on this host: a live holder
+    lock = {"pid": os.getppid(), "host": socket.gethostname(), "started": "2020-01-01T00:00:00+00:00", "token": "t"}
+    (out / "sweep.lock").write_text(json.dumps(lock))
+    args = ["--gamma", "1.5", "--theta", "pi/4", "--d", "12", "--replicates", "2", "--quiet", "--workers", "1"]
+    assert simulate.main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("simulate: error: --out:")
+    assert f"pid {os.getppid()}" in err and "sweep.lock" in err
+    assert sorted(p.name for p in out.iterdir()) == ["sweep.lock"]  # nothing computed or written

@@ -4,16 +4,21 @@ tests check the engine, not the simulations."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import socket
+import subprocess
+import warnings
 
 import numpy as np
 import pytest
 import xarray as xr
 from dask import distributed
 
-from featfate_sym.sweeps import AXES, DEFAULTS, MAX_SEED, Grid, SweepMismatchError, cell_seed, open_sweep, run_sweep
+from featfate_sym.sweeps import AXES, DEFAULTS, MAX_SEED, Grid, SweepLockedError, SweepMismatchError, cell_seed, open_sweep, run_sweep
 from featfate_sym.sweeps import storage
+from featfate_sym.sweeps.grid import MAX_AXIS_VALUES, MAX_CELLS
 
 # The toy cell function records its calls and can be told to fail (to simulate a crash).
 CALLS: list[dict] = []
@@ -251,6 +256,118 @@ def test_other_settings_in_same_directory_is_an_error_unless_overwrite(tmp_path,
     assert len(list((tmp_path / "cells").glob("cell-*.nc"))) == 6  # nothing lost
     report = run_sweep(small_grid(seed, replicates=4), tmp_path, cell_function=toy_cell, workers=1, overwrite=True)
     assert report.computed == 6 and report.dataset.sizes["replicate"] == 4
+
+
+def test_corrupt_cell_is_recomputed_alone_with_a_warning(tmp_path, seed):
+    grid = small_grid(seed)
+    out = tmp_path / "run"
+    first = run_sweep(grid, out, cell_function=toy_cell, workers=1).dataset
+    damaged = list(grid.cells())[4]
+    path = out / "cells" / f"{damaged.name}.nc"
+    path.write_bytes(path.read_bytes()[:40])  # truncated, as after a disk error
+    CALLS.clear()
+    with pytest.warns(UserWarning, match=damaged.name) as caught:
+        report = run_sweep(grid, out, cell_function=toy_cell, workers=1)
+    assert any("computing cell 4 again" in str(w.message) for w in caught)
+    assert CALLS == [damaged.params]  # only the damaged cell, no --overwrite needed
+    assert (report.computed, report.resumed) == (1, grid.size - 1)
+    assert data_equal(report.dataset, first)
+    # the file is whole again: the next run resumes everything, silently
+    CALLS.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert run_sweep(grid, out, cell_function=toy_cell, workers=1).resumed == grid.size
+    assert CALLS == []
+
+
+def test_a_readable_cell_of_another_sweep_is_still_an_error(tmp_path, seed):
+    grid = small_grid(seed)
+    run_sweep(grid, tmp_path / "a", cell_function=toy_cell, workers=1)
+    run_sweep(small_grid(seed + 1), tmp_path / "b", cell_function=toy_cell, workers=1)
+    cell = list(grid.cells())[0]
+    (tmp_path / "a" / "cells" / f"{cell.name}.nc").write_bytes((tmp_path / "b" / "cells" / f"{cell.name}.nc").read_bytes())
+    with pytest.raises(SweepMismatchError, match=cell.name):
+        run_sweep(grid, tmp_path / "a", cell_function=toy_cell, workers=1)
+
+
+def test_open_sweep_reads_a_sweep_folder_and_refuses_other_files(tmp_path, seed):
+    report = run_sweep(small_grid(seed), tmp_path / "run", cell_function=toy_cell, workers=1)
+    assert data_equal(open_sweep(tmp_path / "run"), report.dataset)
+    text = tmp_path / "notes.nc"
+    text.write_text("not a dataset\n")
+    with pytest.raises(ValueError, match="not a netCDF file") as info:
+        open_sweep(text)
+    assert "install" not in str(info.value)
+
+
+# ---------------------------------------------------------------------------- lock
+
+
+def _write_lock(out, **record):
+    out.mkdir(parents=True, exist_ok=True)
+    (out / storage.LOCK).write_text(json.dumps({"started": "2020-01-01T00:00:00+00:00", **record}))
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_lock_refuses_a_second_run_and_names_the_holder(tmp_path, seed):
+    out = tmp_path / "run"
+    with storage.sweep_lock(out) as lock:
+        held = json.loads(lock.read_text())
+        assert held["pid"] == os.getpid() and held["host"] == socket.gethostname()
+        with pytest.raises(SweepLockedError, match=f"pid {os.getpid()} on host {socket.gethostname()}"):
+            run_sweep(small_grid(seed), out, cell_function=toy_cell, workers=1)
+        assert CALLS == [] and not (out / "cells").exists()
+    assert not lock.exists()  # released
+    assert run_sweep(small_grid(seed), out, cell_function=toy_cell, workers=1).computed == 6
+    assert not (out / storage.LOCK).exists()
+
+
+def test_lock_of_a_live_process_is_kept(tmp_path, seed):
+    out = tmp_path / "run"
+    _write_lock(out, pid=os.getppid(), host=socket.gethostname(), token="x")
+    with pytest.raises(SweepLockedError, match=f"pid {os.getppid()}"):
+        run_sweep(small_grid(seed), out, cell_function=toy_cell, workers=1)
+    assert (out / storage.LOCK).exists() and CALLS == []
+
+
+def test_stale_lock_on_this_host_is_taken_over(tmp_path, seed):
+    out = tmp_path / "run"
+    pid = _dead_pid()
+    _write_lock(out, pid=pid, host=socket.gethostname(), token="old")
+    with pytest.warns(UserWarning, match=f"stale lock .*pid {pid}"):
+        report = run_sweep(small_grid(seed), out, cell_function=toy_cell, workers=1)
+    assert report.computed == 6
+    assert not (out / storage.LOCK).exists()
+
+
+def test_lock_from_another_host_is_never_taken_over(tmp_path, seed):
+    out = tmp_path / "run"
+    _write_lock(out, pid=_dead_pid(), host="elsewhere.invalid", token="x")
+    with pytest.raises(SweepLockedError, match="elsewhere.invalid"):
+        run_sweep(small_grid(seed), out, cell_function=toy_cell, workers=1)
+    assert (out / storage.LOCK).exists() and CALLS == []
+
+
+def test_lock_is_released_when_a_cell_fails(tmp_path, seed):
+    out = tmp_path / "run"
+    FAIL_AFTER.append(1)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_sweep(small_grid(seed), out, cell_function=toy_cell, workers=1)
+    assert not (out / storage.LOCK).exists()
+
+
+def test_grid_size_is_capped_before_anything_is_built():
+    with pytest.raises(ValueError, match=f"at most {MAX_AXIS_VALUES} per axis"):
+        Grid.build({"gamma": np.linspace(0.1, 2, MAX_AXIS_VALUES + 1)}, replicates=1, seed=0)
+    with pytest.raises(ValueError, match=f"at most {MAX_CELLS} cells"):
+        Grid.build({"gamma": np.linspace(0.1, 2, 1001), "theta": np.linspace(0, 1, 1000)}, replicates=1, seed=0)
+    assert Grid.build({"gamma": np.linspace(0.1, 2, 1000), "theta": np.linspace(0, 1, 1000)},
+                      replicates=1, seed=0).size == MAX_CELLS
 
 
 # ------------------------------------------------------------------------- executors

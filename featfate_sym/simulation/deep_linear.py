@@ -263,7 +263,14 @@ def simulate_transfer(
 
     ``source_samples=None`` pretrains on the population source loss.  Random draws, in
     order: teachers, target set, source set (if finite), pretraining init, scratch init.
+
+    ``depth = 1`` is refused: linear transfer freezes ``W_1 .. W_{L-1}``, and a one-layer
+    network has no frozen feature (refitting its only layer is training from scratch), so
+    no ``lt.*`` result describes it; the sweeps (:func:`run_cell`) refuse it likewise.
     """
+    if isinstance(depth, bool) or int(depth) != depth or depth < 2:
+        raise ValueError(f"L must be an integer >= 2 for linear transfer (a one-layer network has no "
+                         f"frozen feature; got L = {depth!r})")
     options = EngineOptions() if options is None else options
     opts = options.resolved(dtype)
     gen = torch.Generator().manual_seed(int(seed))
@@ -276,7 +283,7 @@ def simulate_transfer(
     pre_w, pre_run = pretrain(source, depth, gen, opts, device=device, dtype=dtype)
     sc_w, sc_run = train_scratch(target, depth, gen, opts, device=device, dtype=dtype)
     fit = refit_readout(
-        None if depth == 1 else feature_map([w.to(torch.float64).cpu() for w in pre_w]),
+        feature_map([w.to(torch.float64).cpu() for w in pre_w]),
         target,
         ridge,
         rank_tol=opts.rank_tol,
@@ -348,7 +355,8 @@ def run_cell(
 
     ``params`` keys: ``gamma`` (> 0; ``n = round(gamma d) >= 2``), ``theta`` (in
     ``[0, pi]``), ``sigma`` (>= 0), ``lam`` (>= 0, readout ridge of linear transfer),
-    ``L`` (integer >= 1), ``d`` (integer >= 2), ``gamma_s`` (> 0, or ``inf`` / ``None``
+    ``L`` (integer >= 2: every cell includes linear transfer, which needs a frozen feature;
+    ``L = 1`` raises ``ValueError``), ``d`` (integer >= 2), ``gamma_s`` (> 0, or ``inf`` / ``None``
     for the population source), ``sigma_s`` (>= 0).
 
     Returns arrays of shape ``(replicates,)``: risks ``risk_sc, risk_lt, risk_lt_naive,
@@ -385,6 +393,9 @@ def run_cell(
     sigma = _number(params, "sigma", lower=0)
     lam = _number(params, "lam", lower=0)
     depth = _number(params, "L", lower=1, integer=True)
+    if depth < 2:
+        raise ValueError(f"L must be an integer >= 2 for linear transfer (a one-layer network has no "
+                         f"frozen feature; got L = {depth})")
     dim = _number(params, "d", lower=2, integer=True)
     gamma_s = params.get("gamma_s", None)
     if gamma_s is not None:

@@ -18,15 +18,16 @@ Statistical comparison of ``T_lt^tuned``.  The simulated mean is compared with
 ``tuned_theory_n = R_ridge_opt(n/d) - lt.risk_finite(n)``: the limit with the readout's
 exact finite-``n`` risk (``E R_lt = sin^2 + (sigma^2 + sin^2)/(n - 2)``, paper Thm 3.7),
 so the one finite-size effect known in closed form is not charged to the test.
-``z = (mean - tuned_theory_n) / SE``; a cell agrees when
-``|mean - tuned_theory_n| <= z_crit SE + allowance``, ``allowance = FINITE_SIZE / d +
+``t = (mean - tuned_theory_n) / SE``; a cell agrees when
+``|mean - tuned_theory_n| <= t_crit SE + allowance``, ``allowance = FINITE_SIZE / d +
 grid_error``: ``FINITE_SIZE / d`` bounds the ridge risk's ``O(1/d)`` offset from its limit
 (measured ``d (mean - limit)`` within about ``+-1`` at ``d = 100..400``, see
 ``tests/test_ridge_baseline.py``), and ``grid_error = min_grid R_ridge(lam) - R_ridge_opt >= 0``
-is the ``lam`` grid's discretisation error, from the closed form.  ``z_crit =
-Phi^{-1}(1 - alpha / (2 m))`` makes the family-wise false-alarm rate over the ``m`` cells
-at most ``alpha`` (Bonferroni, two-sided; conservative when the offsets are inside the
-allowance).
+is the ``lam`` grid's discretisation error, from the closed form.  ``t_crit`` is the
+two-sided Student-t critical value with ``replicates - 1`` degrees of freedom (the SE is
+estimated from the replicates; approximate normality of the cell mean) at ``alpha / m``
+per cell, which makes the family-wise false-alarm rate over the ``m`` cells at most
+``alpha`` (Bonferroni; conservative when the offsets are inside the allowance).
 
 Minimum-norm baseline.  Its risk has infinite mean at ``|n - d| <= 1`` and infinite
 variance at ``|n - d| <= 3`` (inverse-Wishart moments), so the mean and standard error
@@ -42,9 +43,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy import stats
-
 import featfate_sym as ff
+from featfate_sym import stats
 from featfate_sym.simulation.ridge_baseline import (
     RidgeBaseline,
     default_lam_grid,
@@ -106,19 +106,31 @@ class RidgeBaselinePhase:
 
     @property
     def tuned_z(self) -> np.ndarray:
-        """``(mean - tuned_theory_n) / SE`` of ``T_lt^tuned`` per cell."""
+        """``(mean - tuned_theory_n) / SE`` of ``T_lt^tuned`` per cell: a t statistic with
+        ``replicates - 1`` degrees of freedom."""
         return (self.tuned_mean - self.tuned_theory_n) / self.tuned_se
 
-    def critical_z(self, alpha: float = 1e-3) -> float:
-        """Two-sided Bonferroni critical value for family-wise false-alarm rate ``alpha``."""
+    @property
+    def df(self) -> int:
+        """Degrees of freedom of each cell's estimated SE, ``replicates - 1``."""
+        return self.replicates - 1
+
+    def critical_value(self, alpha: float = 1e-3) -> float:
+        """Two-sided Student-t critical value (``df = replicates - 1``) at ``alpha / cells``
+        per cell, for a family-wise false-alarm rate ``alpha`` over the cells."""
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1) (got {alpha})")
-        return float(stats.norm.isf(alpha / (2 * self.cells)))
+        return stats.t_critical(self.df, alpha, self.cells)
+
+    def critical_z(self, alpha: float = 1e-3) -> float:
+        """The critical value of :meth:`critical_value` (Student t; the name is kept for
+        the callers that read it as ``critical |z|``)."""
+        return self.critical_value(alpha)
 
     def agreement(self, alpha: float = 1e-3) -> np.ndarray:
-        """Per cell: ``|mean - tuned_theory_n| <= z_crit SE + allowance``."""
+        """Per cell: ``|mean - tuned_theory_n| <= t_crit SE + allowance``."""
         gap = np.abs(self.tuned_mean - self.tuned_theory_n)
-        return gap <= self.critical_z(alpha) * self.tuned_se + self.allowance
+        return gap <= self.critical_value(alpha) * self.tuned_se + self.allowance
 
 
 def _is_integer(value) -> bool:

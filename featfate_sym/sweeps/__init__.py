@@ -16,7 +16,7 @@ from featfate_sym.sweeps.executors import SOLVER_CELLS, simulation_cell, whitene
 from featfate_sym.sweeps.grid import AXES, DEFAULTS, MAX_SEED, Cell, Grid, cell_seed
 from featfate_sym.sweeps.presets import PRESETS, preset_axes, preset_grid, preset_solver
 from featfate_sym.sweeps.runner import SweepReport, run_sweep
-from featfate_sym.sweeps.storage import SweepMismatchError, open_sweep
+from featfate_sym.sweeps.storage import SweepLockedError, SweepMismatchError, open_sweep
 
 __all__ = [
     "AXES",
@@ -25,6 +25,7 @@ __all__ = [
     "PRESETS",
     "Cell",
     "Grid",
+    "SweepLockedError",
     "SweepMismatchError",
     "SweepReport",
     "cell_seed",

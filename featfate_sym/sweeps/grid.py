@@ -18,6 +18,10 @@ coordinates of all eight parameters, written to 12 significant digits, are hashe
 shifted right by one bit, is the seed (``0 <= seed < 2**31``, so that it is stored
 exactly as a netCDF3 32-bit integer).  The same cell therefore has the same seed in any
 grid that contains it, and the same base seed gives the same dataset.
+
+Size.  A grid has at most :data:`MAX_AXIS_VALUES` (10^5) values per axis and
+:data:`MAX_CELLS` (10^6) cells overall; larger grids are refused before anything is
+built (a typo such as ``0.5:2:1000000000`` would otherwise exhaust the memory).
 """
 
 from __future__ import annotations
@@ -31,7 +35,18 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["AXES", "DEFAULTS", "INTEGER_AXES", "MAX_SEED", "Cell", "Grid", "cell_seed", "describe_json"]
+__all__ = [
+    "AXES",
+    "DEFAULTS",
+    "INTEGER_AXES",
+    "MAX_AXIS_VALUES",
+    "MAX_CELLS",
+    "MAX_SEED",
+    "Cell",
+    "Grid",
+    "cell_seed",
+    "describe_json",
+]
 
 #: The grid axes, in the order in which they appear as dimensions of a dataset.
 AXES = ("gamma", "theta", "sigma", "lam", "L", "d", "gamma_s", "sigma_s")
@@ -53,6 +68,12 @@ DEFAULTS: Mapping[str, float | int] = {
 
 #: Base seeds and cell seeds lie in ``[0, MAX_SEED]`` (netCDF3 has no 64-bit integers).
 MAX_SEED = 2**31 - 1
+
+#: Most values along one axis of a grid.
+MAX_AXIS_VALUES = 100_000
+
+#: Most cells of a grid (the product of its axis lengths).
+MAX_CELLS = 1_000_000
 
 
 def _canonical(name: str, value) -> int | float:
@@ -138,7 +159,9 @@ class Grid:
         (others take :data:`DEFAULTS`).  Values must be distinct along an axis.
 
         Raises ``ValueError`` for an unknown axis, an empty or repeated axis, an axis
-        both swept and fixed, ``replicates < 1`` or a seed outside ``[0, MAX_SEED]``.
+        both swept and fixed, more than :data:`MAX_AXIS_VALUES` values on an axis or
+        more than :data:`MAX_CELLS` cells, ``replicates < 1`` or a seed outside
+        ``[0, MAX_SEED]``.
         """
         axes = dict(axes or {})
         fixed = dict(fixed or {})
@@ -151,6 +174,20 @@ class Grid:
         if isinstance(replicates, bool) or not isinstance(replicates, (int, np.integer)) or replicates < 1:
             raise ValueError(f"replicates must be an integer >= 1 (got {replicates!r})")
         cell_seed(seed, DEFAULTS)  # validates the seed
+        # sizes first, before any per-value work
+        cells = 1
+        for name, raw in axes.items():
+            count = int(np.size(raw)) if not isinstance(raw, (list, tuple)) else len(raw)
+            if count > MAX_AXIS_VALUES:
+                raise ValueError(
+                    f"axis {name} has {count} values; at most {MAX_AXIS_VALUES} per axis "
+                    f"and {MAX_CELLS} cells overall"
+                )
+            cells *= max(count, 1)
+        if cells > MAX_CELLS:
+            raise ValueError(
+                f"the grid has {cells} cells; at most {MAX_CELLS} cells overall ({MAX_AXIS_VALUES} values per axis)"
+            )
         swept = []
         for name in AXES:
             if name not in axes:

@@ -4,7 +4,12 @@ write the combined dataset.
 Resuming: run the same sweep again with the same output directory.  Cells already on
 disk (checked against their parameters, seed and settings) are read, not recomputed;
 only the missing ones run.  A directory holding a sweep with other settings is an error
-(:class:`~featfate_sym.sweeps.storage.SweepMismatchError`) unless ``overwrite``.
+(:class:`~featfate_sym.sweeps.storage.SweepMismatchError`) unless ``overwrite``.  A
+cell file that cannot be read is computed again alone (with a warning naming it).
+
+One run at a time per directory: a run holds ``OUT/sweep.lock`` while it works
+(:func:`~featfate_sym.sweeps.storage.sweep_lock`); a second run on the same directory
+raises :class:`~featfate_sym.sweeps.storage.SweepLockedError` naming the holder.
 """
 
 from __future__ import annotations
@@ -92,12 +97,11 @@ def run_sweep(
     or ``Client`` (then ``workers`` is ignored).  ``progress``: show a progress bar on
     standard error.  ``command_line``: recorded in the dataset (default ``sys.argv``).
 
-    Raises ``ValueError`` for bad settings, :class:`storage.SweepMismatchError` for an
-    output directory holding another sweep, and whatever a cell raises (after storing
-    every cell that finished).
+    Raises ``ValueError`` for bad settings (``out`` an existing file, too),
+    :class:`storage.SweepMismatchError` for an output directory holding another sweep,
+    :class:`storage.SweepLockedError` when another run is writing it, and whatever a
+    cell raises (after storing every cell that finished).
     """
-    from tqdm import tqdm
-
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(_DTYPES)} (got {dtype!r})")
     if not isinstance(device, str) or not device:
@@ -108,7 +112,17 @@ def run_sweep(
         raise ValueError(f"workers must be an integer >= 1 (got {workers!r})")
     function = simulation_cell if cell_function is None else cell_function
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out must be a directory (got {str(out)!r}, an existing file)")
     started = time.perf_counter()
+    with storage.sweep_lock(out):
+        return _run_locked(grid, out, function, dtype, device, workers, scheduler, overwrite, progress,
+                           command_line, started)
+
+
+def _run_locked(grid, out, function, dtype, device, workers, scheduler, overwrite, progress, command_line, started):
+    """The body of :func:`run_sweep`, run while holding the directory's lock."""
+    from tqdm import tqdm
 
     settings = {
         "replicates": grid.replicates,

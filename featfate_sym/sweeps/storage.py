@@ -7,6 +7,18 @@ Layout of an output directory ``OUT``::
                             cell function); a resumed sweep must match them
     OUT/cells/cell-NNNNNN.nc   one file per finished cell
     OUT/results.nc          the combined dataset, written when every cell is done
+    OUT/sweep.lock          present while a run writes the sweep (see below)
+
+A cell file that cannot be read (truncated, overwritten by something else) is reported
+with a warning naming it and computed again; a readable cell of another sweep is an error.
+
+Lock.  A run holds ``OUT/sweep.lock`` while it writes ``OUT``: created with
+``O_CREAT | O_EXCL`` (so only one run can create it), holding the run's process id, host
+name and start time as JSON, and removed when the run ends.  A second run on the same
+folder stops with :class:`SweepLockedError` saying who holds the lock.  A lock whose
+process is gone (same host, process id no longer running: a run that was killed) is
+stale and is taken over, with a warning; a lock from another host is never taken over
+(remove it by hand once that run is known to be gone).
 
 Every file is written to a temporary name in the same directory, flushed to disk and
 then renamed over its final name (``os.replace``, atomic on POSIX), so a file that is
@@ -25,13 +37,16 @@ boolean and no 64-bit integer types, so
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _datetime
 import io
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Mapping
@@ -42,6 +57,7 @@ import xarray as xr
 from featfate_sym.sweeps.grid import AXES, INTEGER_AXES, Cell, Grid, describe_json
 
 __all__ = [
+    "SweepLockedError",
     "SweepMismatchError",
     "atomic_write",
     "cell_path",
@@ -50,6 +66,7 @@ __all__ = [
     "open_sweep",
     "provenance",
     "read_cell",
+    "sweep_lock",
     "write_cell",
 ]
 
@@ -57,6 +74,7 @@ ENGINE = "scipy"
 MANIFEST = "sweep.json"
 CELLS = "cells"
 RESULTS = "results.nc"
+LOCK = "sweep.lock"
 _INT32 = np.iinfo(np.int32)
 
 _AXIS_ATTRS = {
@@ -73,6 +91,10 @@ _AXIS_ATTRS = {
 
 class SweepMismatchError(ValueError):
     """An output directory holds results of a sweep with other settings."""
+
+
+class SweepLockedError(RuntimeError):
+    """Another run holds the lock of the output directory."""
 
 
 # --------------------------------------------------------------------------- files
@@ -120,7 +142,15 @@ def _to_bytes(dataset: xr.Dataset) -> bytes:
     return bytes(dataset.to_netcdf(None, engine=ENGINE))
 
 
+#: the first bytes of a netCDF3 file (classic, 64-bit offset, 64-bit data)
+_NETCDF3_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
+
+
 def _from_bytes(data: bytes) -> xr.Dataset:
+    # checked here so that the error is one plain line, not a reader's install advice
+    if data[:4] not in _NETCDF3_MAGIC:
+        kind = "an HDF5/netCDF4 file" if data[:4] == b"\x89HDF" else "not a netCDF file"
+        raise ValueError(f"{kind}; sweeps are stored as netCDF3")
     with xr.open_dataset(io.BytesIO(data), engine=ENGINE) as dataset:
         return dataset.load()
 
@@ -247,7 +277,8 @@ def write_cell(out: Path, cell: Cell, arrays: Mapping[str, np.ndarray], settings
 
 
 def read_cell(out: Path, cell: Cell, settings: Mapping) -> xr.Dataset | None:
-    """The stored cell, or ``None`` if it is not on disk.  Raises
+    """The stored cell, or ``None`` if it is not on disk or cannot be read (then with a
+    warning naming the file: the cell is computed again and the file replaced).  Raises
     :class:`SweepMismatchError` if the file holds another cell or other settings."""
     path = cell_path(out, cell)
     try:
@@ -256,8 +287,10 @@ def read_cell(out: Path, cell: Cell, settings: Mapping) -> xr.Dataset | None:
         return None
     try:
         dataset = _from_bytes(data)
-    except Exception as err:  # a file that cannot be parsed is not a cell of this sweep
-        raise SweepMismatchError(f"{path} is not a readable cell file ({err}); use --overwrite to start afresh") from None
+    except Exception as err:  # damaged (e.g. a disk error): only this cell is redone
+        reason = " ".join(str(err).split()[:30]) or type(err).__name__
+        warnings.warn(f"{path} cannot be read ({reason}); computing cell {cell.index} again", stacklevel=2)
+        return None
     expected = _cell_identity(cell, settings)
     stored = {key: dataset.attrs.get(key) for key in expected}
     if stored != expected or int(dataset.attrs.get("seed", -1)) != cell.seed:
@@ -358,6 +391,121 @@ def write_results(out: Path, dataset: xr.Dataset) -> Path:
 
 
 def open_sweep(path: str | os.PathLike) -> xr.Dataset:
-    """Load a stored sweep (``results.nc`` or a cell file) into memory, restoring the
-    boolean and 64-bit integer types of the outputs."""
-    return _decode(_from_bytes(Path(path).read_bytes()))
+    """Load a stored sweep (``results.nc``, a cell file, or a sweep folder, whose
+    ``results.nc`` is read) into memory, restoring the boolean and 64-bit integer types
+    of the outputs.  ``ValueError`` for a file that is not netCDF3."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS
+    return _decode(_from_bytes(path.read_bytes()))
+
+
+# ---------------------------------------------------------------------------- lock
+
+#: locks this process holds (path -> token), so that a lock with this process's id
+#: that is not in here is recognised as left by an earlier process with the same id
+_HELD: dict[str, str] = {}
+
+
+def _read_lock(path: Path) -> dict | None:
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _describe_lock(record: dict) -> str:
+    if not record:
+        return "an unreadable lock"
+    return f"pid {record.get('pid', '?')} on host {record.get('host', '?')} since {record.get('started', '?')}"
+
+
+def _is_stale(path: Path, record: dict) -> bool:
+    if not record or record.get("host") != socket.gethostname():
+        return False  # another host's process cannot be checked from here
+    pid = record.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if pid == os.getpid():
+        return _HELD.get(str(path)) != record.get("token")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def _create_lock(path: Path, record: dict) -> bool:
+    try:
+        handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(handle, "w") as stream:
+        stream.write(json.dumps(record))
+        stream.flush()
+        os.fsync(stream.fileno())
+    return True
+
+
+def _take_over(path: Path, record: dict) -> bool:
+    """Remove the stale lock ``record`` at ``path``, unless it changed meanwhile."""
+    aside = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.stale")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:
+        return True  # removed by someone else: try to create it
+    if _read_lock(aside) != record:
+        # another run took it over first: put its lock back (never over a newer one)
+        try:
+            os.link(aside, path)
+        except OSError:
+            pass
+        aside.unlink(missing_ok=True)
+        return False
+    aside.unlink(missing_ok=True)
+    return True
+
+
+@contextlib.contextmanager
+def sweep_lock(out: str | os.PathLike):
+    """Hold ``OUT/sweep.lock`` for the duration of the ``with`` block (creating ``OUT``).
+
+    Raises :class:`SweepLockedError` naming the holder when another live run holds it;
+    a stale lock (its process gone, same host) is taken over with a warning."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK
+    record = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": _datetime.datetime.now(_datetime.timezone.utc).isoformat(timespec="seconds"),
+        "token": secrets.token_hex(8),
+    }
+    for _ in range(3):
+        if _create_lock(path, record):
+            break
+        held = _read_lock(path)
+        if held is None:
+            continue  # released between the two calls
+        if not _is_stale(path, held):
+            raise SweepLockedError(
+                f"{out} is being written by another run ({_describe_lock(held)}; lock file {path}); "
+                "wait for it to finish, or remove the lock file if that run is gone"
+            )
+        warnings.warn(f"taking over the stale lock {path} of a run that is gone ({_describe_lock(held)})", stacklevel=3)
+        _take_over(path, held)
+    else:
+        raise SweepLockedError(f"{out}: could not take the lock file {path}; another run keeps taking it")
+    _HELD[str(path)] = record["token"]
+    try:
+        yield path
+    finally:
+        _HELD.pop(str(path), None)
+        # only our own lock: never one another run took over meanwhile
+        if _read_lock(path) == record:
+            path.unlink(missing_ok=True)

@@ -52,9 +52,10 @@ Results registered (family ``deep_linear_flow``):
 from __future__ import annotations
 
 import sympy as sp
+from sympy.codegen.cfunctions import expm1
 
 from featfate_sym import registry
-from featfate_sym.registry import Derivation, P, SpecialCase, Status, Step, register
+from featfate_sym.registry import Derivation, NumericForm, P, SpecialCase, Exactness, Source, Status, Step, register
 from featfate_sym.symbols import L, eta, mu, s, t, tau, u, u0, uf
 
 _FAMILY = "deep_linear_flow"
@@ -223,7 +224,7 @@ def _gd_drift_generic() -> tuple[sp.MatrixExpr, sp.MatrixExpr]:
     ],
     regime="gradient flow (optionally with weight decay mu) or gradient descent with step eta "
     "on any loss that depends on the weights only through beta = W_1...W_L",
-    status=Status.EXACT,
+    status=Status(Source.CITED, Exactness.EXACT),
     reference=_CONSERVATION_REFERENCE,
     notes="The expression is the decay factor D_l(t)/D_l(0) under weight decay (1 without it). "
     "The conservation identities, the weight-decay residuals and the gradient-descent drift are "
@@ -317,7 +318,7 @@ def _balanced_coefficients(depth: int):
     regime="gradient flow from balanced weights (D_l = 0, the small-initialisation limit), "
     "single output, any loss of beta; the invariant assumes g = dLoss/dbeta stays in a fixed "
     "subspace (the row space of X)",
-    status=Status.EXACT,
+    status=Status(Source.CITED, Exactness.EXACT, verified="at L = 2, 3, 4 with explicit balanced weights (general L by the layer recursion, not a symbolic-L proof)"),
     reference=_BALANCED_REFERENCE,
     notes="The expression is the exponent (L-1)/L of dlog|beta_N| / dlog|beta| for the part "
     "beta_N of beta in the null space of X. The vector-field coefficients are computed with explicit "
@@ -441,7 +442,7 @@ def _mode_ode() -> tuple[sp.Expr, list[Step]]:
     ],
     regime="balanced gradient flow, single output, population loss (1/2)|beta - s e|^2 "
     "restricted to the mode e; depth L = 2",
-    status=Status.EXACT,
+    status=Status(Source.CITED, Exactness.EXACT),
     reference=_SAXE_REFERENCE,
     notes="The mode ODE tau du/dt = L u^(2-2/L) (s - u) is derived by restricting the balanced "
     "vector field (dln.balanced_flow) to beta = u e; the expression is its L = 2 solution from "
@@ -477,8 +478,18 @@ def mode_dynamics() -> Derivation:
         Step("the same in exp(-2 s t/tau)", sp.Eq(fn(t), decaying)),
         Step("L = 1 for comparison (linear regression, exponential approach)", solution1),
     ]
+    # for the evaluators: the denominator as s y + u0 (1 - y), with 1 - y = -expm1(-2st/tau),
+    # so that u0 >> s or 2st/tau << 1 lose no digits to u0 - u0 y
+    den_y = sp.expand(sp.simplify(s * u0 / decaying).subs(decay, y))
+    if sp.expand(den_y - s * y - u0 * (1 - y)) != 0:
+        raise ArithmeticError("the denominator is not s y + u0 (1 - y)")
+    stable = s * u0 / (s * decay - u0 * expm1(-2 * s * t / tau))
+    if sp.simplify(stable.rewrite(sp.exp) - decaying) != 0:
+        raise ArithmeticError("the expm1 form differs from the solution")
+    steps.append(Step("for evaluation: denominator s e^(-2st/tau) - u0 expm1(-2st/tau) (no "
+                      "cancellation of u0 - u0 e^(-2st/tau))", stable))
     extras = {"ode_rhs": rhs, "solution_L1": solution1.rhs}
-    return Derivation(decaying, steps=steps, extras=extras)
+    return Derivation(decaying, steps=steps, extras=extras, numeric=NumericForm(stable))
 
 
 # -- dln.time_to_learn --------------------------------------------------------------------------
@@ -543,7 +554,7 @@ def _span(antiderivative: sp.Expr, side: str) -> sp.Expr:
         P(L, "depth (number of weight matrices)", lower=1, integer=True),
     ],
     regime="balanced gradient flow of one mode, tau du/dt = L u^(2-2/L) (s - u) (dln.mode_dynamics)",
-    status=Status.EXACT,
+    status=Status(Source.CITED, Exactness.EXACT),
     reference=_SAXE_REFERENCE,
     notes="t = (tau/L) int_{u0}^{uf} du / (u^p (s - u)), p = 2 - 2/L. sp.integrate returns a Lerch "
     "transcendent, rewritten as the Gauss function 2F1(1, a; a+1; z) with SymPy's hyperexpand. "

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from featfate_sym.registry import Derivation, ImplicitRoot, P, SpecialCase, Status, Step, register
+from featfate_sym.registry import Derivation, ImplicitRoot, P, SpecialCase, Exactness, Source, Status, Step, register
 from featfate_sym.symbols import omega, phi, sigma, theta
 
 _FAMILY = "distances"
@@ -58,7 +58,7 @@ def _teachers() -> tuple[sp.Matrix, sp.Matrix]:
     family=_FAMILY,
     params=[_THETA, _SIGMA_POSITIVE],
     regime="exact for the linear-Gaussian tasks, any d: x ~ N(0, I_d), y | x ~ N(beta . x, sigma^2)",
-    status=Status.EXACT,
+    status=Status(Source.PAPER, Exactness.EXACT),
     reference=_PAPER + ", v1 Thm 2.2 (data-centric distances do not predict transfer)",
     notes=(
         "KL(p_s || p_t) of the joint laws of (x, y); the x-marginals agree, so it is the "
@@ -120,7 +120,7 @@ def kl() -> Derivation:
     family=_FAMILY,
     params=[_THETA, _SIGMA],
     regime="exact for the linear-Gaussian tasks, any d: the joint laws of (x, y) are centred Gaussians",
-    status=Status.EXACT,
+    status=Status(Source.CITED, Exactness.EXACT),
     reference=_PAPER + ", v2 appendix (distances vs transfer); " + _BURES_REFERENCE,
     notes=(
         "The expression is W2^2 (not W2). Bures formula for centred Gaussians (cited lemma) "
@@ -264,7 +264,7 @@ def _joint_covariance_uv(sign) -> sp.Matrix:
     ],
     regime="exact for the linear-Gaussian tasks, any d (unit teachers at angle theta); a lower bound "
     "on beta(p_s, p_t) for every omega, phi; the bound itself is maximised numerically",
-    status=Status.EXACT,
+    status=Status(Source.DERIVED, Exactness.EXACT),
     reference=_PAPER + ", v2 appendix (distances vs transfer); " + _DUDLEY_REFERENCE,
     notes=(
         "Dudley's bounded-Lipschitz distance beta(P, Q) = sup |E_P f - E_Q f| over f with "
@@ -281,7 +281,7 @@ def _joint_covariance_uv(sign) -> sp.Matrix:
     ),
     special_cases=[
         SpecialCase("same task: 0", sp.Integer(0), {theta: 0}),
-        SpecialCase("direction along u (phi = 0 gives e = (0, 1, 0), law N(0, 1) under both): 0",
+        SpecialCase("direction along v (phi = 0 gives e = (0, 1, 0), law N(0, 1) under both): 0",
                     sp.Integer(0), {phi: 0}),
         SpecialCase("omega -> 0: the test function tends to a constant, 0", sp.Integer(0),
                     {theta: sp.pi / 2, sigma: 1, phi: sp.pi / 4}, (omega, 0, "+")),

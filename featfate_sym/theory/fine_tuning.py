@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import sympy as sp
 
-from featfate_sym.registry import Derivation, ImplicitRoot, P, SpecialCase, Status, Step, get, register
-from featfate_sym.symbols import L, a, b, c, d, gamma, n, sigma, theta
+from featfate_sym.registry import Derivation, ImplicitRoot, NumericForm, P, SpecialCase, Exactness, Source, Status, Step, get, register
+from featfate_sym.symbols import L, a, b, c, d, ell_c, gamma, n, sigma, theta
 from featfate_sym.theory.random_matrix import (
     INVERSE_WISHART_REFERENCE,
+    inverse_covariance_mean_coefficient,
     inverse_gram_trace_mean,
     projection_mean_coefficient,
     proportional_limit,
@@ -144,7 +145,7 @@ def _transferability_with_scale(scale: sp.Expr) -> tuple[sp.Expr, sp.Expr, list[
     params=[_GAMMA, _THETA],
     regime="n, d -> oo with gamma = n/d; population source; gradient flow from the pretrained "
     "weights; null-space part of beta frozen at its pretrained value (c = 1)",
-    status=Status.APPROXIMATION,
+    status=Status(Source.PAPER, Exactness.APPROXIMATION, neglected="the balanced-flow rescaling c of the null-space part (c = 1 assumed; exact at sigma = 0 or L = 1)"),
     reference=_PAPER + ", paper Thm 3.9",
     notes=(
         "The paper's Thm 3.9: beta_ft = (I-P) beta_s + beta_sc, i.e. the null-space scale c = 1. "
@@ -175,8 +176,11 @@ def transferability() -> Derivation:
     r_ft = sp.simplify(under_threshold(null_space_mean(beta_s - beta_t, beta_s - beta_t, p))
                        + scratch_branches()[0] - under_threshold(null_space_mean(beta_t, beta_t, p)))
     steps = [
-        Step("gradient flow moves beta only in the row space of X; with c = 1 (paper Thm 3.9) "
-             "beta_ft = (I - P) beta_s + beta_sc, P = X^+ X"),
+        Step("the loss gradient lies in the row space of X (P = X^+ X); for L = 1 gradient flow "
+             "moves beta only there, so (I - P) beta stays at (I - P) beta_s; for L >= 2 it also "
+             "rescales the null-space part, (I - P) beta_ft = c^(L-1) (I - P) beta_s "
+             "(ft.transferability_exact). The paper's Thm 3.9 takes c = 1: "
+             "beta_ft = (I - P) beta_s + beta_sc"),
         *steps,
         Step("limit gamma -> 1- equals the gamma > 1 value: continuous at the threshold", at_one),
         Step("T_ft (Piecewise; gamma >= 1 gives 0)", expr),
@@ -197,15 +201,29 @@ def _limits_a_b() -> tuple[sp.Expr, sp.Expr, list[Step]]:
     p = projection_limit()
     a_lim = under_threshold(null_space_mean(beta_s, beta_s, p))
     row_signal = under_threshold(sp.simplify((beta_t.T * (p * sp.eye(2)) * beta_t)[0, 0]))
-    noise = proportional_limit(sigma**2 * inverse_gram_trace_mean(n, d), gamma)
-    branches = {cond: value for value, cond in noise.args}
-    noise_under = branches[gamma < 1]
+    # gamma < 1: X^+ = X^T (X X^T)^{-1}, |X^+ eps|^2 averages to sigma^2 tr (X X^T)^{-1};
+    # gamma > 1: X^+ = (X^T X)^{-1} X^T, it averages to sigma^2 tr (X^T X)^{-1}
+    noise_gram = proportional_limit(sigma**2 * inverse_gram_trace_mean(n, d), gamma)
+    noise_cov = proportional_limit(sigma**2 * d * inverse_covariance_mean_coefficient(n, d), gamma)
+    gram_branches = {cond: value for value, cond in noise_gram.args}
+    cov_branches = {cond: value for value, cond in noise_cov.args}
+    noise_under = gram_branches[gamma < 1]
+    noise_over = cov_branches[gamma > 1]
+    # at gamma = 1 both lemmas give the same unbounded value (oo sigma^2): oo for sigma > 0;
+    # with sigma = 0, eps = 0 and X^+ eps = 0
+    if gram_branches[sp.true] != cov_branches[sp.true]:  # pragma: no cover
+        raise ArithmeticError("the two inverse-Wishart lemmas disagree at gamma = 1")
+    at_one = gram_branches[sp.true].subs(sigma, sp.Symbol("sigma_pos", positive=True))
+    noise = sp.Piecewise((noise_under, gamma < 1), (noise_over, gamma > 1),
+                         (sp.Integer(0), sp.Eq(sigma, 0)), (at_one, True))
     b_lim = noise_polynomial(row_signal + noise_under, sigma)
     steps = [
         Step("a = E|(I-P) beta_s|^2 = 1 - p, on gamma < 1", a_lim),
         Step("E|P beta_t|^2 = beta_t^T (E P) beta_t (P^T P = P), on gamma < 1", row_signal),
-        Step("E|X^+ eps|^2 = sigma^2 E tr (X X^T)^{-1}; lemma (" + INVERSE_WISHART_REFERENCE
-             + "): n/(d - n - 1), proportional limit", noise),
+        Step("E|X^+ eps|^2, lemma (" + INVERSE_WISHART_REFERENCE + "), proportional limit: "
+             "gamma < 1, sigma^2 E tr (X X^T)^{-1} = sigma^2 n/(d - n - 1); gamma > 1, "
+             "sigma^2 tr E (X^T X)^{-1} = sigma^2 d/(n - d - 1) (finite); gamma = 1: "
+             "infinite for sigma > 0 (0 for sigma = 0)", noise),
         Step("b = E|beta_sc|^2 = E|P beta_t|^2 + E|X^+ eps|^2 on gamma < 1", b_lim),
     ]
     return a_lim, b_lim, steps
@@ -218,7 +236,7 @@ def _limits_a_b() -> tuple[sp.Expr, sp.Expr, list[Step]]:
     params=[_GAMMA, _THETA, _SIGMA, _DEPTH],
     regime="n, d -> oo with gamma = n/d; population source; balanced gradient flow (small "
     "pretraining initialisation) from the pretrained weights to convergence",
-    status=Status.EXACT,
+    status=Status(Source.DERIVED, Exactness.EXACT, verified="with the null-space exponent of dln.balanced_flow, itself verified at L = 2, 3, 4"),
     reference=_PAPER + ", Thm 3.9 corrected for the null-space scale c (SPEC section 2)",
     notes=(
         "c is the positive root of c^(2L) - a c^(2L-2) - b = 0 with a = 1 - gamma, "
@@ -303,7 +321,58 @@ def transferability_exact() -> Derivation:
     r_ft = sp.simplify(under_threshold(null_space_mean(scale * beta_s - beta_t, scale * beta_s - beta_t, p))
                        + scratch_branches()[0] - under_threshold(null_space_mean(beta_t, beta_t, p)))
     root = ImplicitRoot(c, root_eq, bracket,
-                        "null-space scale: positive root of c^(2L) - a c^(2L-2) - b, gamma < 1")
+                        "null-space scale: positive root of c^(2L) - a c^(2L-2) - b, gamma < 1",
+                        where=gamma < 1)
+    numeric, numeric_steps = _depth_stable_form(equation, t_under, a_lim, b_lim)
+    steps += numeric_steps
     extras = {"boundary_cos_theta": cos_star, "risk_ft": r_ft, "a": a_lim, "b": b_lim,
               "root_equation": equation, "bracket_high": bracket[1]}
-    return Derivation(expr, steps=steps, extras=extras, implicit=[root])
+    numeric = NumericForm(sp.Piecewise((numeric[0], gamma < 1), (t_over, True)), [numeric[1]],
+                          "in ell_c = log(c^2 - a): no power of c whose exponent grows with L")
+    return Derivation(expr, steps=steps, extras=extras, implicit=[root], numeric=numeric)
+
+
+def _depth_stable_form(equation, t_under, a_lim, b_lim):
+    """The root equation and ``T`` in ``ell_c = log(c^2 - a)``, for the evaluators.
+
+    ``c^(2L)`` overflows float64 from ``L ~ 500`` (and Newton in ``c`` needs ``O(L)``
+    steps from the bracket's upper end), so the evaluators solve instead the logarithm
+    of ``c^(2L-2) (c^2 - a) = b``: ``h(ell) = ell + (L-1) log(a + e^ell) - log b``,
+    increasing in ``ell`` with slope in ``[1, L]``; and the scale the transferability
+    needs comes from the same identity, ``c^(L-1) = sqrt(b) e^(-ell/2)``, with no power
+    of ``c`` at all.  The bracket ``[log b - (L-1) log(a + t), log t]``, ``t = b^(1/L) +
+    1``, has finite ends for any depth: ``h(log t) >= 0`` since ``a + t >= b^(1/L)`` and
+    ``t >= b^(1/L)``; ``h`` at the lower end is ``(L-1)(log(a + e^lo) - log(a + t)) <= 0``
+    since ``e^lo <= t``.
+    """
+    power = sp.Symbol("Y", positive=True)  # c^(2L-2)
+    in_power = sp.expand(equation.subs(c ** (2 * L - 2), power).subs(c ** (2 * L), c**2 * power))
+    if in_power.has(c ** (2 * L)) or not sp.Poly(in_power, power).degree() == 1:
+        raise ArithmeticError("the root equation is not linear in c^(2L-2)")
+    (on_root,) = sp.solve(in_power, power)
+    x = a + sp.exp(ell_c)
+    on_root_ell = sp.simplify(on_root.subs(c, sp.sqrt(x)))
+    scale = sp.sqrt(on_root_ell)  # c^(L-1)
+    log_eq = sp.expand_log(sp.log(x ** (L - 1)) + sp.log(x - a) - sp.log(b), force=True)
+    slope = sp.simplify(sp.diff(log_eq, ell_c) - 1)
+    if not (sp.simplify(on_root_ell - b * sp.exp(-ell_c)) == 0 and slope.is_nonnegative is not False
+            and sp.simplify(slope - (L - 1) * sp.exp(ell_c) / x) == 0):
+        raise ArithmeticError("the logarithmic root equation is not increasing")
+    top = b ** (1 / L) + 1
+    bracket = (sp.log(b) - (L - 1) * sp.log(a + top), sp.log(top))
+    stable = sp.powsimp(t_under, force=True).subs(c ** (2 * L - 2), scale**2).subs(c ** (L - 1), scale)
+    if stable.has(c):
+        raise ArithmeticError("T_ft is not a function of c^(L-1) alone")
+    limits = {a: a_lim, b: b_lim}
+    root = ImplicitRoot(ell_c, log_eq.subs(limits), tuple(e.subs(limits) for e in bracket),
+                        "log(c^2 - a): root of ell + (L-1) log(a + e^ell) - log b, gamma < 1",
+                        where=gamma < 1)
+    stable = stable.subs(limits)
+    steps = [
+        Step("on the root, c^(2L-2) = b/(c^2 - a) (sp.solve, linear in c^(2L-2))", on_root),
+        Step("for the evaluators, in ell_c = log(c^2 - a): log of c^(2L-2)(c^2 - a) = b, "
+             "increasing in ell_c (slope 1 + (L-1) e^ell/(a + e^ell)); bracket "
+             "[log b - (L-1) log(a + b^(1/L) + 1), log(b^(1/L) + 1)]", sp.Eq(log_eq, 0)),
+        Step("c^(L-1) = sqrt(b) e^(-ell_c/2): T_ft (gamma < 1) without any power of c", stable),
+    ]
+    return (stable, root), steps

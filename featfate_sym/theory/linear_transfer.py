@@ -32,7 +32,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.stats import Normal, variance
 
-from featfate_sym.registry import Derivation, P, SpecialCase, Status, Step, get, register
+from featfate_sym.registry import Derivation, P, SpecialCase, Exactness, Source, Status, Step, get, register
 from featfate_sym.symbols import gamma, k, lam, n, sigma, theta
 from featfate_sym.theory.random_matrix import (
     INVERSE_WISHART_REFERENCE,
@@ -90,7 +90,7 @@ def _plane_risk() -> tuple[sp.Expr, list[Step]]:
     family=_FAMILY,
     params=[_N, _THETA, _SIGMA],
     regime="n target samples, any d; frozen rank-one pretrained features, least-squares readout (lam = 0)",
-    status=Status.EXACT,
+    status=Status(Source.PAPER, Exactness.EXACT),
     reference=_PAPER + ", Thm 3.7 (finite-n form)",
     notes=(
         "Conditional on the feature vector z, the readout error is Gaussian with variance "
@@ -176,7 +176,7 @@ def risk_finite() -> Derivation:
     params=[_THETA, _LAM],
     regime="n -> oo (any gamma = n/d in the proportional limit); frozen rank-one pretrained features, "
            "ridge readout (1/n)|y - F w|^2 + lam |w|^2",
-    status=Status.THEOREM,
+    status=Status(Source.PAPER, Exactness.EXACT),
     reference=_PAPER + ", Thm 3.8 (Thm 3.7 at lam = 0)",
     notes=(
         "The sample moments z.z/n and z.y/n are written as their means plus O(1/sqrt(n)) "
@@ -223,7 +223,7 @@ def risk() -> Derivation:
     family=_FAMILY,
     params=[_THETA, _LAM],
     regime="n -> oo; ridge readout on frozen rank-one pretrained features",
-    status=Status.THEOREM,
+    status=Status(Source.PAPER, Exactness.EXACT),
     reference=_PAPER + ", Thm 3.8 (ridge monotonicity)",
     notes=(
         "sp.diff of lt.risk in lam, factored. Its sign is proved from the factors: 2 > 0, "
@@ -265,7 +265,7 @@ def ridge_slope() -> Derivation:
     params=[_GAMMA, _THETA, _SIGMA, _LAM],
     regime="proportional limit n, d -> oo with gamma = n/d; scratch = min-norm interpolation, "
            "transfer = ridge readout on frozen pretrained features",
-    status=Status.THEOREM,
+    status=Status(Source.PAPER, Exactness.EXACT),
     reference=_PAPER + ", Thms 3.6-3.8 (transferability of linear transfer)",
     notes=(
         "scratch.risk minus lt.risk, folded into one Piecewise. Positive means transfer helps. "
@@ -303,7 +303,7 @@ def transferability() -> Derivation:
     family=_FAMILY,
     params=[_THETA, _SIGMA, _LAM],
     regime="proportional limit; as lt.transferability",
-    status=Status.THEOREM,
+    status=Status(Source.PAPER, Exactness.EXACT),
     reference=_PAPER + ", phase diagram of T_lt (Thm 3.8 and the transferability equation)",
     notes=(
         "Vector-valued: (gamma_minus, gamma_plus, gamma_above_one). Negative transfer "

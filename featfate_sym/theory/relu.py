@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from featfate_sym.registry import Derivation, P, SpecialCase, Status, Step, register
+from featfate_sym.registry import Derivation, NumericForm, P, SpecialCase, Exactness, Source, Status, Step, register
 from featfate_sym.symbols import r1, r2, rho
 
 _FAMILY = "two_layer_relu"
@@ -77,7 +77,7 @@ def _polar(integrand_angular: sp.Expr, radial_power: int, lower, upper) -> tuple
     family=_FAMILY,
     params=[P(r1, "norm |w| of the weight vector", 0, None, lower_open=True)],
     regime=_REGIME,
-    status=Status.EXACT,
+    status=Status(Source.DERIVED, Exactness.EXACT),
     reference=_PAPER,
 )
 def _second_moment() -> Derivation:
@@ -100,7 +100,7 @@ def _second_moment() -> Derivation:
     family=_FAMILY,
     params=[P(r1, "norm |w| of the weight vector", 0, None, lower_open=True)],
     regime=_REGIME,
-    status=Status.EXACT,
+    status=Status(Source.DERIVED, Exactness.EXACT),
     reference=_PAPER,
 )
 def _mean() -> Derivation:
@@ -128,7 +128,7 @@ _KERNEL_PARAMS = [
     family=_FAMILY,
     params=_KERNEL_PARAMS,
     regime=_REGIME,
-    status=Status.EXACT,
+    status=Status(Source.CITED, Exactness.EXACT),
     reference=_CHO_SAUL + _PAPER,
     special_cases=[
         SpecialCase("same vector: the second moment", "relu.second_moment", subs={rho: 1, r2: r1}),
@@ -161,8 +161,10 @@ def _arccos_kernel() -> Derivation:
     expr = sp.simplify(in_phi.subs(_phi, sp.acos(rho)))
     per_norms = sp.simplify(expr / (r1 * r2))
     slope = sp.simplify(sp.diff(per_norms, rho))
+    numeric, numeric_steps = _kernel_numeric_form(in_phi)
     return Derivation(
         expr,
+        numeric=numeric,
         steps=[
             Step(
                 "(w.x, w'.x) depends on x only through its projection on span(w, w'), a "
@@ -175,6 +177,7 @@ def _arccos_kernel() -> Derivation:
             Step("angular integral of cos(t) cos(t - phi) over the wedge", angular),
             Step("kernel in terms of phi", in_phi),
             Step("substitute phi = acos(rho)", expr),
+            *numeric_steps,
         ],
         extras={
             "angular": per_norms,
@@ -184,6 +187,38 @@ def _arccos_kernel() -> Derivation:
             "radial_integral": radial,
         },
     )
+
+
+#: below this rho the evaluators use the series in psi = pi - phi (psi < acos(0.9) = 0.45)
+_SERIES_BELOW = sp.Rational(-9, 10)
+#: terms of the series: the first neglected one is below 1e-17 relative at psi = 0.45
+_SERIES_ORDER = 24
+
+
+def _kernel_numeric_form(in_phi):
+    """The kernel for the evaluators, without the cancellation next to ``rho = -1``.
+
+    In ``psi = pi - phi = acos(-rho)`` the angular factor is ``sin psi - psi cos psi``,
+    of size ``psi^3/3`` while each term is of size ``psi``: near ``rho = -1`` the closed
+    form loses ``~2 log10(1/psi)`` digits (6e-8 relative at ``rho = -1 + 1.3e-5``).  There
+    the evaluators take its Taylor series (``sp.series``, each term exact), elsewhere the
+    closed form in ``acos(-rho)`` and ``sqrt((1 - rho)(1 + rho))``, which keep their digits.
+    """
+    psi = sp.Symbol("psi", positive=True)
+    in_psi = sp.simplify(in_phi.subs(_phi, sp.pi - psi))
+    series = sp.series(in_psi, psi, 0, _SERIES_ORDER).removeO()
+    # the closed form in psi with sin psi = sqrt((1 - rho)(1 + rho)), cos psi = -rho
+    closed = in_psi.subs({sp.sin(psi): sp.sqrt((1 - rho) * (1 + rho)), sp.cos(psi): -rho})
+    if closed.has(sp.sin, sp.cos) or sp.simplify((closed.subs(psi, sp.acos(-rho)) - in_phi.subs(_phi, sp.acos(rho))).rewrite(sp.asin)) != 0:
+        raise ArithmeticError("the kernel in psi does not reduce to rho")
+    form = sp.Piecewise((series.subs(psi, sp.acos(-rho)), rho < _SERIES_BELOW),
+                        (closed.subs(psi, sp.acos(-rho)), True))
+    steps = [
+        Step("for evaluation, in psi = pi - phi = acos(-rho): the kernel", in_psi),
+        Step(f"its Taylor series to O(psi^{_SERIES_ORDER}), used for rho < {_SERIES_BELOW} (the closed "
+             "form cancels there)", series),
+    ]
+    return NumericForm(form, description="series next to rho = -1"), steps
 
 
 @register(
@@ -196,7 +231,7 @@ def _arccos_kernel() -> Derivation:
         P(rho, "cosine of the angle between w and v", -1, 1),
     ],
     regime=_REGIME,
-    status=Status.EXACT,
+    status=Status(Source.DERIVED, Exactness.EXACT),
     reference=_PAPER,
     special_cases=[
         SpecialCase("v = w: the second moment", "relu.second_moment", subs={rho: 1, r2: r1}),

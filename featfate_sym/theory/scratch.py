@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from featfate_sym.registry import Derivation, P, SpecialCase, Status, Step, get, register
+from featfate_sym.registry import Derivation, P, SpecialCase, Exactness, Source, Status, Step, get, register
 from featfate_sym.symbols import d, gamma, lam, m, n, psi, sigma, z
 from featfate_sym.theory.random_matrix import (
     INVERSE_WISHART_REFERENCE,
@@ -203,7 +203,7 @@ def _to_gamma(expr: sp.Expr) -> sp.Expr:
         _SIGMA,
     ],
     regime="finite n, d; Gaussian design; small-initialisation gradient flow (min-norm interpolator)",
-    status=Status.EXACT,
+    status=Status(Source.DERIVED, Exactness.EXACT),
     reference=_REFERENCE + "; " + INVERSE_WISHART_REFERENCE,
     notes=(
         "Uses the inverse-Wishart mean E[W^-1] = I/(k-p-1) as a cited lemma (Muirhead Thm "
@@ -263,7 +263,7 @@ def risk_finite() -> Derivation:
     family="scratch",
     params=[_GAMMA, _SIGMA],
     regime="n, d -> oo with gamma = n/d; Gaussian design; small-init gradient flow, any depth",
-    status=Status.THEOREM,
+    status=Status(Source.PAPER, Exactness.EXACT),
     reference=_REFERENCE,
     notes=(
         "Proportional limit of scratch.risk_finite taken by random_matrix.proportional_limit. "
@@ -307,7 +307,7 @@ def risk() -> Derivation:
     family="scratch",
     params=[_GAMMA, _SIGMA],
     regime="n, d -> oo with gamma = n/d; ridgeless (lam -> 0+) limit of ridge regression",
-    status=Status.THEOREM,
+    status=Status(Source.PAPER, Exactness.EXACT),
     reference=_REFERENCE + "; " + _MP_REFERENCE,
     notes=(
         "Independent of scratch.risk: no inverse-Wishart lemma, only the Marchenko-Pastur "
@@ -340,7 +340,7 @@ def risk_mp() -> Derivation:
     family="scratch",
     params=[_GAMMA, _SIGMA, _LAM],
     regime="n, d -> oo with gamma = n/d; ridge (1/n)|y - X w|^2 + lam |w|^2, unit isotropic signal",
-    status=Status.EXACT,
+    status=Status(Source.CITED, Exactness.EXACT),
     reference=_MP_REFERENCE + "; regularised baseline of SPEC section 2",
     notes=(
         "Bias lam^2 m'(-lam) and variance sigma^2 psi [m(-lam) - lam m'(-lam)], psi = d/n = 1/gamma, "
@@ -391,7 +391,7 @@ def risk_ridge() -> Derivation:
     family="scratch",
     params=[_GAMMA, _SIGMA],
     regime="n, d -> oo with gamma = n/d; ridge at the risk-minimising lam, unit isotropic signal",
-    status=Status.EXACT,
+    status=Status(Source.CITED, Exactness.EXACT),
     reference=_MP_REFERENCE + "; regularised baseline of SPEC section 2",
     notes=(
         "SymPy solves dR/dlam = 0: roots lam = sigma^2 psi and lam = -(sqrt(psi) - 1)^2 <= 0 "
