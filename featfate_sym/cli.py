@@ -26,6 +26,7 @@ __all__ = [
     "Parser",
     "check_repeats",
     "number",
+    "output_and_results",
     "output_dir",
     "output_file",
     "parse_float",
@@ -355,13 +356,18 @@ def output_dir(text, flag: str) -> Path:
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{allowed} (got {str(text)!r}: it is an existing file)")
-    base = _nearest_existing(path)
+    _check_writable(_nearest_existing(path), text, allowed)
+    return path
+
+
+def _check_writable(base: Path, text, allowed: str) -> None:
+    """``base`` (the nearest existing folder of the path ``text``) is a folder we can
+    write into; else ``ValueError`` saying why."""
     if not base.is_dir():
         raise ValueError(f"{allowed} (got {str(text)!r}: {base} is a file)")
     why = _probe(base)
     if why:
         raise ValueError(f"{allowed} (got {str(text)!r}: {why})")
-    return path
 
 
 def output_file(text, flag: str, suffixes=None) -> Path:
@@ -378,12 +384,7 @@ def output_file(text, flag: str, suffixes=None) -> Path:
         raise ValueError(f"{allowed} (got {str(text)!r}: it is a directory)")
     if suffixes and path.suffix.lower() not in suffixes:
         raise ValueError(f"{allowed} (got {str(text)!r})")
-    base = _nearest_existing(path.parent)
-    if not base.is_dir():
-        raise ValueError(f"{allowed} (got {str(text)!r}: {base} is a file)")
-    why = _probe(base)
-    if why:
-        raise ValueError(f"{allowed} (got {str(text)!r}: {why})")
+    _check_writable(_nearest_existing(path.parent), text, allowed)
     return path
 
 
@@ -438,3 +439,11 @@ def output_dir_type(flag: str):
 def output_file_type(flag: str, suffixes=None):
     """An ``argparse`` type: :func:`output_file`."""
     return _argparse_type(output_file, flag, suffixes)
+
+
+def output_and_results(args) -> None:
+    """Check ``args.out`` (a folder) and ``args.results`` (if given; a sweep folder or its
+    ``results.nc``) in place, before any work; ``ValueError`` naming the flag."""
+    args.out = output_dir(args.out, "--out")
+    if args.results is not None:
+        args.results = results_file(args.results, "--results")

@@ -364,10 +364,10 @@ def compile_numpy(result) -> CompiledFunction:
     ``over`` flags unraised, and the *selected* values are checked instead: every point
     whose value is not finite -- a root that failed included -- and every point with an
     argument outside ``FLOAT_RANGE`` is evaluated again by the mpmath evaluator
-    (``REPAIR_DPS`` digits, no exponent range limit).  That value stands -- a documented ``inf`` branch, a magnitude
-    beyond float64 (``inf``), a NaN the expression itself states (``lt.boundary`` off its
-    domain) -- and anything else raises :class:`EvaluationError`.  Implicit roots raise
-    when their bracket has no sign change or they do not converge.
+    (``REPAIR_DPS`` digits, no exponent range limit).  That value stands -- a documented
+    ``inf`` branch, a magnitude beyond float64 (``inf``), a NaN the expression itself
+    states (``lt.boundary`` off its domain) -- and anything else raises
+    :class:`EvaluationError`, as does an implicit root that fails at high precision too.
     """
     syms = list(result.symbols)
     form, implicit = evaluated_form(result)
@@ -443,7 +443,10 @@ def _repair_non_finite(result, arrays, out, shape):
                 raise EvaluationError(
                     f"{result.key} has no value at {_point_text(result.param_names, point)} "
                     "(NaN in float64 and at high precision)")
-            floats = [float(v) for v in parts]  # beyond the float64 range: +-inf
+            if any(isinstance(v, mpmath.mpc) and v.imag != 0 for v in parts):
+                raise EvaluationError(f"{result.key} is complex at {_point_text(result.param_names, point)}")
+            # beyond the float64 range: +-inf
+            floats = [float(v.real if isinstance(v, mpmath.mpc) else v) for v in parts]
             if isinstance(value, tuple):
                 out[(slice(None), *index)] = floats
             else:

@@ -63,13 +63,13 @@ def paired_mean_se(differences, axis: int = -1) -> tuple[np.ndarray, np.ndarray]
 def one_sided_false_alarm(z_crit: float, replicates: int) -> float:
     """``P(t_{k-1} > z_crit)``: the chance that one cell with true mean zero is called
     "helps" (equally "hurts"), for ``k = replicates`` Gaussian paired differences."""
-    from scipy import stats
+    from featfate_sym.stats import t_false_alarm
 
     if not z_crit > 0:
         raise ValueError(f"z_crit must be > 0 (got {z_crit!r})")
     if int(replicates) != replicates or replicates < 2:
         raise ValueError(f"replicates must be an integer >= 2 (got {replicates!r})")
-    return float(stats.t.sf(z_crit, int(replicates) - 1))
+    return t_false_alarm(z_crit, int(replicates) - 1)
 
 
 def classify_sign(mean, se, *, z_crit: float = 2.0, min_effect: float = 0.0) -> np.ndarray:

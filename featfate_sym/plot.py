@@ -105,9 +105,7 @@ def _check(args) -> list[str]:
     if ("kl" in names or "distances" in names) and args.sigma and min(args.sigma) == 0:
         raise _UsageError("--sigma must be > 0 for the kl and distances figures (KL diverges without noise)")
     try:
-        args.out = cli.output_dir(args.out, "--out")
-        if args.results is not None:
-            args.results = cli.results_file(args.results, "--results")
+        cli.output_and_results(args)
     except ValueError as err:
         raise _UsageError(str(err)) from None
     return names

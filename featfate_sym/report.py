@@ -208,7 +208,10 @@ def _fmt(value: float, digits: int = 4) -> str:
 
 
 def _param_text(params: dict) -> str:
-    return ", ".join(f"{k} = {_fmt(v)}" for k, v in params.items() if k in ("gamma", "theta", "sigma", "lam", "L", "d", "n"))
+    # the source parameters only for a finite source (gamma_s = inf is the population one)
+    finite_source = math.isfinite(params.get("gamma_s", math.inf))
+    shown = ("gamma", "theta", "sigma", "lam", "L", "d", "n") + (("gamma_s", "sigma_s") if finite_source else ())
+    return ", ".join(f"{k} = {_fmt(v)}" for k, v in params.items() if k in shown)
 
 
 def experiment_table(dataset) -> list[tuple[str, str]]:
@@ -398,9 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         # every path checked before the sweep and the figures, which take minutes
         try:
-            args.out = cli.output_dir(args.out, "--out")
-            if args.results is not None:
-                args.results = cli.results_file(args.results, "--results")
+            cli.output_and_results(args)
         except ValueError as err:
             raise _UsageError(str(err)) from None
         import logging

@@ -42,6 +42,7 @@ __all__ = [
     "mean_se",
     "paired_difference",
     "t_critical",
+    "t_false_alarm",
     "welch",
     "welch_df",
     "z_critical",
@@ -77,6 +78,17 @@ def t_critical(df: float, alpha: float, comparisons: int = 1, two_sided: bool = 
     if not df > 0:  # also rejects NaN
         raise ValueError(f"df must be > 0 (got {df!r})")
     return _t_isf(_tail(alpha, comparisons, two_sided), df)
+
+
+def t_false_alarm(threshold: float, df: float, two_sided: bool = False) -> float:
+    """The rate at which a threshold test ``t > threshold`` (``|t| >`` if ``two_sided``)
+    rejects a true H0, for a Student-t statistic with ``df`` degrees of freedom: the
+    inverse of :func:`t_critical`, for tests whose threshold is given (sign maps)."""
+    df = float(df)
+    if not df > 0:
+        raise ValueError(f"df must be > 0 (got {df!r})")
+    tail = float(_stats.norm.sf(threshold) if math.isinf(df) else _stats.t.sf(threshold, df))
+    return 2 * tail if two_sided else tail
 
 
 def z_critical(alpha: float, comparisons: int = 1, two_sided: bool = True) -> float:

@@ -156,3 +156,12 @@ def test_seed_false_alarm_script_smoke(tmp_path):
     row = next(line for line in lines if line.startswith("test_linear_transfer::test_k_feature_lemma_monte_carlo"))
     assert row.split()[1:4] == ["0.001", "2", "0"]
     assert lines[-1].startswith("all")
+
+
+def test_false_alarm_is_the_inverse_of_the_critical_value():
+    from featfate_sym.stats import t_critical, t_false_alarm
+
+    for df in (5.0, 19.0, math.inf):
+        crit = t_critical(df, 1e-3, comparisons=4, two_sided=False)
+        assert t_false_alarm(crit, df) == pytest.approx(1e-3 / 4, rel=1e-9)
+        assert t_false_alarm(crit, df, two_sided=True) == pytest.approx(2e-3 / 4, rel=1e-9)

@@ -94,9 +94,10 @@ def source_moments() -> tuple[dict, list[Step]]:
         Step("E P_s -> p_s I with p_s = Min(1, gamma_s) (random_matrix.projection_mean_coefficient)", p_s),
         Step("E|P_s beta_s|^2 = beta_s^T E P_s beta_s", signal),
         Step("E<beta_t, beta_s_hat> = beta_t^T E P_s beta_s (noise has mean zero)", overlap),
+        # each lemma holds on its own side only (elsewhere it returns oo): show that side
         Step("gamma_s < 1: sigma_s^2 E tr (X_s X_s^T)^{-1}, lemma (" + INVERSE_WISHART_REFERENCE + ")",
-             noise_under),
-        Step("gamma_s > 1: sigma_s^2 tr E (X_s^T X_s)^{-1}, same lemma", noise_over),
+             under),
+        Step("gamma_s > 1: sigma_s^2 tr E (X_s^T X_s)^{-1}, same lemma", over),
         Step("E|beta_s_hat|^2, gamma_s < 1", moments["norm2_under"]),
         Step("E|beta_s_hat|^2, gamma_s > 1", moments["norm2_over"]),
         Step("E<beta_t, beta_s_hat>, gamma_s < 1 and gamma_s > 1",
