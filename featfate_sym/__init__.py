@@ -9,6 +9,7 @@ Quick start::
     import featfate_sym as ff
     r = ff.get("lt.transferability")
     r.evaluate(gamma=0.5, theta=0.785, sigma=0.2, lam=0.0)
+    ff.theory("lt.transferability", gamma=[0.25, 0.5, 1.5], theta=0.785, sigma=0.2, lam=0)
 """
 
 from featfate_sym.registry import (
@@ -22,6 +23,9 @@ from featfate_sym.registry import (
     keys,
     results,
 )
+# ``theory`` is the package of derivations, callable as ff.theory(key, **params)
+# (featfate_sym.labelled.theory); importing it registers the results
+from featfate_sym import theory
 
 __version__ = "0.1.0"
 
@@ -35,5 +39,6 @@ __all__ = [
     "get",
     "keys",
     "results",
+    "theory",
     "__version__",
 ]

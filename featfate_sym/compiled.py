@@ -376,6 +376,8 @@ def compile_numpy(result) -> CompiledFunction:
     vector = is_vector(expr)
     main = _lambdify_numpy(syms + roots, list(expr) if vector else expr)
     compiled_roots = _compile_roots_numpy(syms, implicit)
+    literal = _literal_mask(expr)
+    documented = None if literal == 0 else _lambdify_numpy(syms + roots, literal)
 
     def call(*args):
         if len(args) != len(syms):
@@ -393,12 +395,12 @@ def compile_numpy(result) -> CompiledFunction:
             return _repair_non_finite(result, arrays, out, shape)
         out = np.asarray(out, dtype=float)
         if shape == ():
-            return _repair_non_finite(result, arrays, out, shape)[()]
+            return _repair_non_finite(result, arrays, out, shape, documented, solved)[()]
         # a fresh array of the full shape is returned as it is; a smaller one (a result
         # constant along some argument) or one that may be a caller's input is copied
         if out.shape != shape or any(np.may_share_memory(out, a) for a in arrays):
             out = np.broadcast_to(out, shape).copy()
-        return _repair_non_finite(result, arrays, out, shape)
+        return _repair_non_finite(result, arrays, out, shape, documented, solved)
 
     return CompiledFunction(result.key, expr, result.param_names, "numpy", call, result.params)
 
@@ -420,11 +422,38 @@ def _outside_float_range(arrays, shape) -> np.ndarray:
     return out
 
 
-def _repair_non_finite(result, arrays, out, shape):
+def _literal_mask(expr: sp.Basic) -> sp.Basic:
+    """1 where ``expr`` takes a ``Piecewise`` branch that is literally infinite or NaN (a
+    documented singular value), else 0; such points need no high-precision check."""
+    if expr in (sp.oo, -sp.oo, sp.zoo, sp.nan):
+        return sp.Integer(1)
+    if isinstance(expr, sp.Piecewise):
+        branches = [(_literal_mask(v), c) for v, c in expr.args]
+        if all(m == 0 for m, _ in branches):
+            return sp.Integer(0)
+        return sp.Piecewise(*branches)
+    if isinstance(expr, (sp.Add, sp.Mul)):  # a literal infinity plus (times) finite terms
+        masks = [m for m in (_literal_mask(a) for a in expr.args) if m != 0]
+        return sp.Integer(0) if not masks else (masks[0] if len(masks) == 1 else sp.Max(*masks))
+    return sp.Integer(0)
+
+
+def _repair_non_finite(result, arrays, out, shape, documented=None, solved=()):
     """Replace every non-finite float64 value, and every value at an argument outside
-    ``FLOAT_RANGE``, by the mpmath value (see compile_numpy)."""
+    ``FLOAT_RANGE``, by the mpmath value (see compile_numpy); a non-finite value from a
+    literal ``oo`` / ``nan`` branch (``documented``) stands as it is."""
     # a vector result stacks its components on a leading axis
     bad = ~np.isfinite(out) if out.ndim == len(shape) else ~np.all(np.isfinite(out), axis=0)
+    if documented is not None and np.any(bad):
+        bad = np.array(bad, dtype=bool).reshape(-1)
+        idx = np.flatnonzero(bad)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # unselected branches
+            flags = documented(*[np.broadcast_to(a, shape).reshape(-1)[idx] for a in [*arrays, *solved]])
+        stands = np.broadcast_to(np.asarray(flags, dtype=float), idx.shape) == 1
+        if not result.expr.has(sp.nan):  # a literal oo branch stands only as an infinity
+            stands &= np.isinf(np.asarray(out, dtype=float).reshape(-1)[idx])
+        bad[idx] = ~stands
+        bad = bad.reshape(shape)
     bad = bad | _outside_float_range(arrays, shape)
     # a NaN argument (possible only through ``unchecked``, as a gap in a curve) gives NaN
     for a in arrays:

@@ -8,6 +8,7 @@ Examples::
     python -m featfate_sym.derive lt.transferability --eval gamma=0.5 theta=pi/4 sigma=0.2 lam=0
     python -m featfate_sym.derive ft.transferability_exact --eval gamma=0.5 theta=pi/3 sigma=1 L=3 --dps 50
     python -m featfate_sym.derive --write-docs derivations
+    python -m featfate_sym.derive --fresh              # derive afresh, not from the cache
 
 Errors (unknown key, missing or out-of-domain parameter) print one line and exit with
 status 2.
@@ -23,7 +24,7 @@ from pathlib import Path
 import mpmath
 import sympy as sp
 
-from featfate_sym import cli, registry, render
+from featfate_sym import cli, derivation_cache, registry, render
 from featfate_sym.compiled import EvaluationError
 
 FORMATS = ("text", "latex", "markdown", "json")
@@ -62,7 +63,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="write one Markdown document per family into DIR (the committed derivations/)",
     )
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="derive every result afresh instead of reading the on-disk cache (and refresh it)",
+    )
     return p
+
+
+def _announce(key: str) -> None:
+    # deriving takes seconds per result (reading the cache, milliseconds): say so
+    print(f"deriving {key} ...", file=sys.stderr, flush=True)
 
 
 def _select(keys: list[str]) -> list[registry.Result]:
@@ -137,6 +148,9 @@ def write_docs(directory: Path) -> list[Path]:
 def run(argv: list[str] | None = None) -> str:
     """Run the command and return what it prints (raises UsageError on bad input)."""
     args = _parser().parse_args(argv)
+    if args.fresh:
+        registry.derive_fresh()
+    derivation_cache.announce = _announce
     if args.write_docs is not None:
         try:
             directory = cli.output_dir(args.write_docs, "--write-docs")

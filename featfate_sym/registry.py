@@ -227,7 +227,11 @@ class Result:
     # -- the derivation, built once on first use -------------------------------------
     @functools.cached_property
     def derivation(self) -> Derivation:
-        out = self.builder()
+        """The derivation, read from the on-disk cache (:mod:`featfate_sym.derivation_cache`)
+        or built by the builder (and then stored); :func:`derive_fresh` skips the cache."""
+        from featfate_sym import derivation_cache
+
+        out = derivation_cache.derive(self.key, self.builder, fresh=_FRESH)
         if not isinstance(out, Derivation):
             raise TypeError(f"builder of {self.key} must return a Derivation")
         return out
@@ -259,6 +263,15 @@ class Result:
     def sympy_string(self) -> str:
         """An exact, re-parseable SymPy string of the expression (``sympy.srepr``)."""
         return sp.srepr(self.expr)
+
+    def _repr_latex_(self) -> str:
+        """Notebooks show the formula."""
+        return f"$\\displaystyle {self.latex()}$"
+
+    def _repr_html_(self) -> str:
+        from featfate_sym.render import as_html
+
+        return as_html(self)
 
     def __repr__(self) -> str:
         return f"<Result {self.key}: {self.expr if 'derivation' in self.__dict__ else '(not built)'}>"
@@ -324,6 +337,14 @@ class Result:
 
 _REGISTRY: dict[str, Result] = {}
 _LOADED = False
+#: build every derivation afresh instead of reading the cache (``derive --fresh``)
+_FRESH = False
+
+
+def derive_fresh(fresh: bool = True) -> None:
+    """Make results built from now on ignore the on-disk cache (they still refresh it)."""
+    global _FRESH
+    _FRESH = fresh
 
 
 def register(
@@ -436,6 +457,7 @@ __all__ = [
     "NumericForm",
     "Result",
     "register",
+    "derive_fresh",
     "get",
     "keys",
     "results",

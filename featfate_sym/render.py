@@ -144,3 +144,19 @@ def family_document(family: str) -> str:
     ]
     body = "\n".join(as_markdown(r, steps=True) for r in members)
     return "\n".join(lines) + body
+
+
+def as_html(result: Result) -> str:
+    """A notebook cell's view: key, title, status and regime, and the formula as display
+    LaTeX (typeset by the notebook's MathJax)."""
+    import html
+
+    rows = "".join(
+        f"<tr><td><code>{html.escape(p.name)}</code></td><td>{html.escape(p.domain_text())}</td>"
+        f"<td>{html.escape(p.description)}</td></tr>" for p in result.params)
+    return (
+        f"<div><p><b><code>{html.escape(result.key)}</code></b> — {html.escape(result.title)}<br>"
+        f"<i>{html.escape(result.status.value)}</i>; {html.escape(result.regime)}</p>"
+        f"<p>$$ {html.escape(result.latex())} $$</p>"
+        f"<table>{rows}</table></div>"
+    )

@@ -9,6 +9,7 @@ statistical tests over seeds 0..99 and counts the failures against those rates.
 """
 
 import os
+import tempfile
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -21,6 +22,11 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# Derivations: the suite derives every result afresh into a cache folder of its own
+# (unless FEATFATE_CACHE names one), which the commands it runs in subprocesses then
+# read; test_derivation_cache.py checks every cached entry against a fresh derivation.
+os.environ.setdefault("FEATFATE_CACHE", tempfile.mkdtemp(prefix="featfate-cache-"))
 
 
 #: the seed of every random test when ``FEATFATE_SEED`` is not set

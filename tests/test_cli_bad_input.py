@@ -120,6 +120,7 @@ def _cases(tmp, readonly, existing):
         ("bench_sweep.py", ["--out", ""], ["--out", "empty path"]),
         ("bench_theory.py", ["--sigma", "nan"], ["--sigma", ">= 0"]),
         ("bench_theory.py", ["--size", "1000000"], ["--size", "<= 10000"]),
+        ("bench_derive.py", ["--repeat", "0"], ["--repeat", ">= 1"]),
         ("bench_relu.py", ["--lr", "nan"], ["--lr", "> 0"]),
         ("bench_relu.py", ["--figure", tmp], ["--figure", "is a directory"]),
         ("bench_relu.py", ["--figure", ""], ["--figure", "empty path"]),

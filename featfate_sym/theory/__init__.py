@@ -5,6 +5,8 @@ with :func:`featfate_sym.registry.register`.  No module here prints, plots or si
 """
 
 import importlib
+import sys
+import types
 
 _FAMILY_MODULES = (
     "random_matrix",
@@ -23,3 +25,17 @@ for _name in _FAMILY_MODULES:
     except ModuleNotFoundError as exc:  # a family not written yet registers nothing
         if exc.name != f"featfate_sym.theory.{_name}":
             raise
+
+
+class _CallablePackage(types.ModuleType):
+    """``featfate_sym.theory`` is this package *and* the labelled evaluator: importing
+    the package binds the name ``theory`` on ``featfate_sym`` to it, so calling it
+    forwards to :func:`featfate_sym.labelled.theory` (``ff.theory(key, **params)``)."""
+
+    def __call__(self, key, **params):
+        from featfate_sym.labelled import theory
+
+        return theory(key, **params)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

@@ -1,0 +1,273 @@
+"""On-disk cache of derivations: a derived result is built once, then read back.
+
+Deriving every result takes SymPy about fifteen seconds; reading them back takes well
+under one.  Each :class:`~featfate_sym.registry.Derivation` is stored as JSON whose
+SymPy objects are ``sympy.srepr`` strings (exact and re-parseable, unlike pickles, which
+would also run code when read).
+
+Addressing.  The cache folder is named by a digest of the source of every module a
+builder can run (``featfate_sym/theory/``, ``registry.py``, ``symbols.py``) and of the
+SymPy version, so an edit of any derivation, or another SymPy, reads nothing stale: it
+derives afresh into a new folder.  ``FEATFATE_CACHE`` names the root folder (default
+``$XDG_CACHE_HOME/featfate_sym``, else ``~/.cache/featfate_sym``); ``FEATFATE_CACHE=off``
+turns the cache off.  Writes are atomic; a root that cannot be written only costs speed.
+
+Reading back never evaluates the file's text: :func:`parse_srepr` walks its syntax tree
+and accepts only literals and calls of SymPy's own classes (a whitelist), so a planted
+cache file cannot run code.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import sympy as sp
+
+#: bump when the stored layout changes
+FORMAT = 1
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _sources() -> list[Path]:
+    return sorted((_PACKAGE / "theory").glob("*.py")) + [_PACKAGE / "registry.py", _PACKAGE / "symbols.py"]
+
+
+@functools.lru_cache(maxsize=1)
+def digest() -> str:
+    """Digest of the builders' source and the SymPy version (the cache's address)."""
+    h = hashlib.sha256(f"format {FORMAT}; sympy {sp.__version__}\n".encode())
+    for path in _sources():
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:24]
+
+
+def root() -> Path | None:
+    """The cache's root folder, or None when ``FEATFATE_CACHE=off``."""
+    setting = os.environ.get("FEATFATE_CACHE", "")
+    if setting.lower() == "off":
+        return None
+    if setting:
+        return Path(setting)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "featfate_sym"
+
+
+def folder() -> Path | None:
+    base = root()
+    return None if base is None else base / digest()
+
+
+# -- srepr, read back through a whitelist ------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _allowed() -> dict[str, object]:
+    """Names a stored expression may call or mention: SymPy classes (expressions,
+    relations, booleans, matrices) and the singleton constants."""
+    from sympy.codegen import cfunctions  # noqa: F401  (expm1, log1p: registers them)
+
+    names: dict[str, object] = {}
+    stack = [sp.Basic, sp.MatrixBase]
+    while stack:  # every SymPy class loaded, by its name (srepr prints the class name)
+        cls = stack.pop()
+        if cls.__module__.startswith("sympy.") and not cls.__name__.startswith("_"):
+            names.setdefault(cls.__name__, cls)
+        stack.extend(cls.__subclasses__())
+    for name in ("pi", "E", "I", "oo", "zoo", "nan", "true", "false", "EulerGamma", "Catalan"):
+        names[name] = getattr(sp, name)
+    return names
+
+
+class CacheFormatError(ValueError):
+    """A stored expression outside the whitelist grammar (the file is not used)."""
+
+
+def parse_srepr(text: str):
+    """The SymPy object ``sympy.srepr`` printed as ``text``; only literals (numbers,
+    strings, booleans, lists, tuples) and calls of whitelisted SymPy classes, with
+    literal keyword arguments, are accepted."""
+    allowed = _allowed()
+
+    def build(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool, type(None))):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):  # -1, -oo
+            return -build(node.operand)
+        if isinstance(node, (ast.List, ast.Tuple)):
+            items = [build(e) for e in node.elts]
+            return items if isinstance(node, ast.List) else tuple(items)
+        if isinstance(node, ast.Name):
+            if node.id in allowed:
+                return allowed[node.id]
+            raise CacheFormatError(f"name {node.id!r} is not a SymPy class")
+        if isinstance(node, ast.Call):
+            func = build(node.func)
+            if not (callable(func) and (func in allowed.values() or isinstance(func, sp.core.function.UndefinedFunction))):
+                raise CacheFormatError("call of something that is not a SymPy class")
+            kwargs = {}
+            for kw in node.keywords:
+                if kw.arg is None:
+                    raise CacheFormatError("** arguments are not allowed")
+                kwargs[kw.arg] = build(kw.value)
+            return func(*[build(a) for a in node.args], **kwargs)
+        raise CacheFormatError(f"{type(node).__name__} is not allowed in a stored expression")
+
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        raise CacheFormatError(f"not an expression: {exc.msg}") from None
+    return build(tree.body)
+
+
+# -- Derivation <-> JSON -----------------------------------------------------------------
+def _out(obj):
+    return None if obj is None else sp.srepr(obj)
+
+
+def _in(text):
+    return None if text is None else parse_srepr(text)
+
+
+def _root_record(root) -> dict:
+    return {"symbol": _out(root.symbol), "equation": _out(root.equation),
+            "bracket": [_out(e) for e in root.bracket], "description": root.description,
+            "where": _out(root.where)}
+
+
+def _root_from(record):
+    from featfate_sym.registry import ImplicitRoot
+
+    return ImplicitRoot(_in(record["symbol"]), _in(record["equation"]),
+                        tuple(_in(e) for e in record["bracket"]), record["description"],
+                        where=_in(record["where"]))
+
+
+def to_record(derivation) -> dict:
+    numeric = derivation.numeric
+    return {
+        "format": FORMAT,
+        "expr": _out(derivation.expr),
+        "steps": [[step.text, _out(step.expr)] for step in derivation.steps],
+        "extras": {name: _out(value) for name, value in derivation.extras.items()},
+        "implicit": [_root_record(r) for r in derivation.implicit],
+        "outputs": list(derivation.outputs),
+        "numeric": None if numeric is None else {
+            "expr": _out(numeric.expr), "implicit": [_root_record(r) for r in numeric.implicit],
+            "description": numeric.description},
+    }
+
+
+class _LazySteps(Sequence):
+    """The steps, each parsed when first read (printing a result needs none of them)."""
+
+    def __init__(self, pairs):
+        self._pairs, self._done = list(pairs), {}
+
+    def __len__(self):
+        return len(self._pairs)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = range(len(self))[index]
+        if index not in self._done:
+            from featfate_sym.registry import Step
+
+            text, expr = self._pairs[index]
+            self._done[index] = Step(text, _in(expr))
+        return self._done[index]
+
+
+class _LazyExtras(Mapping):
+    """The by-products, each parsed when first read."""
+
+    def __init__(self, texts):
+        self._texts, self._done = dict(texts), {}
+
+    def __len__(self):
+        return len(self._texts)
+
+    def __iter__(self):
+        return iter(self._texts)
+
+    def __getitem__(self, name):
+        if name not in self._done:
+            self._done[name] = _in(self._texts[name])
+        return self._done[name]
+
+
+def from_record(record: dict):
+    from featfate_sym.registry import Derivation, NumericForm
+
+    if record.get("format") != FORMAT:
+        raise CacheFormatError("another cache format")
+    numeric = record["numeric"]
+    return Derivation(
+        _in(record["expr"]),
+        steps=_LazySteps(record["steps"]),
+        extras=_LazyExtras(record["extras"]),
+        implicit=tuple(_root_from(r) for r in record["implicit"]),
+        outputs=tuple(record["outputs"]),
+        numeric=None if numeric is None else NumericForm(
+            _in(numeric["expr"]), tuple(_root_from(r) for r in numeric["implicit"]), numeric["description"]),
+    )
+
+
+# -- load or build -----------------------------------------------------------------------
+#: keys whose derivation this process built afresh (rather than read), in order
+built: list[str] = []
+#: called as ``announce(key)`` before a result is derived afresh (the CLI prints it)
+announce = None
+
+
+def _path(key: str) -> Path | None:
+    base = folder()
+    return None if base is None else base / f"{key}.json"
+
+
+def load(key: str):
+    """The cached derivation of ``key``, or None (absent, unreadable, or outside the
+    whitelist: then it is derived again)."""
+    path = _path(key)
+    if path is None or not path.is_file():
+        return None
+    try:
+        return from_record(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def store(key: str, derivation) -> None:
+    """Write ``derivation`` atomically; a folder that cannot be written is skipped."""
+    path = _path(key)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(to_record(derivation)).encode()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def derive(key: str, builder, *, fresh: bool = False):
+    """``builder()`` for ``key``, read from the cache unless ``fresh``; a fresh build is
+    stored."""
+    if not fresh:
+        cached = load(key)
+        if cached is not None:
+            return cached
+    if announce is not None:
+        announce(key)
+    out = builder()
+    built.append(key)
+    store(key, out)
+    return out

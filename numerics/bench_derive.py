@@ -1,0 +1,65 @@
+"""Wall time of ``python -m featfate_sym.derive`` (every result), cold and warm, against a
+bare ``import sympy``, measured side by side in one run.
+
+*cold*: an empty derivation cache (every result derived by SymPy, then stored); *warm*:
+the cache that run left (every result read back).  The three commands are run in turn,
+``--repeat`` rounds, each a fresh interpreter; the table gives the best and median
+seconds and the ratios of the medians to ``import sympy`` (goals: warm <= 3x, cold <=
+15x).  Both derive runs must print the same text (checked).
+
+    python numerics/bench_derive.py               # 3 rounds
+    python numerics/bench_derive.py --repeat 5
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from featfate_sym import cli
+
+DERIVE = [sys.executable, "-m", "featfate_sym.derive"]
+SYMPY = [sys.executable, "-c", "import sympy"]
+
+
+def _timed(command, env) -> tuple[float, str]:
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    return time.perf_counter() - start, proc.stdout
+
+
+def main(argv=None) -> int:
+    parser = cli.Parser(prog="bench_derive", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=cli.number("repeat", lower=1, upper=50, integer=True), default=3,
+                        help="rounds (default 3)")
+    args = parser.parse_args(argv)
+    times: dict[str, list[float]] = {"import sympy": [], "derive, warm": [], "derive, cold": []}
+    outputs = set()
+    for round_ in range(args.repeat):
+        with tempfile.TemporaryDirectory(prefix="featfate-bench-cache-") as folder:
+            env = {**os.environ, "FEATFATE_CACHE": folder}
+            seconds, out = _timed(DERIVE, env)  # cold: the folder is empty
+            times["derive, cold"].append(seconds)
+            outputs.add(out)
+            times["import sympy"].append(_timed(SYMPY, env)[0])
+            seconds, out = _timed(DERIVE, env)  # warm: what the cold run stored
+            times["derive, warm"].append(seconds)
+            outputs.add(out)
+        print(f"round {round_ + 1}/{args.repeat} done", file=sys.stderr, flush=True)
+    if len(outputs) != 1:
+        print("bench_derive: cold and warm runs printed different text", file=sys.stderr)
+        return 1
+    base = statistics.median(times["import sympy"])
+    print(f"{'command':<16} {'best s':>8} {'median s':>9} {'x import sympy':>15}")
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"{name:<16} {min(values):>8.2f} {median:>9.2f} {median / base:>15.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
