@@ -413,12 +413,27 @@ REPAIR_DPS = 40
 FLOAT_RANGE = (1e-50, 1e50)
 
 
-def _outside_float_range(arrays, shape) -> np.ndarray:
+def _outside_float_range(arrays, shape) -> np.ndarray | None:
+    """Where an argument lies outside ``FLOAT_RANGE`` (None if nowhere: the usual case,
+    decided on each argument's own, unbroadcast, array)."""
     lo, hi = FLOAT_RANGE
-    out = np.zeros(shape, dtype=bool)
+    out = None
     for a in arrays:
-        mag = np.abs(a)
-        out = out | (mag > hi) | ((mag < lo) & (mag > 0))
+        if a.size == 0:
+            continue
+        # from the extremes alone where possible (no temporary array): a range on one side
+        # of 0 has its smallest magnitude at an end; one that holds 0 is searched
+        low, high = a.min(), a.max()
+        if max(-low, high) <= hi:
+            if low > 0 or high < 0:
+                if min(abs(low), abs(high)) >= lo:
+                    continue
+            else:
+                near = (a > -lo) & (a < lo)
+                if not near.any() or not np.any(a[near] != 0):
+                    continue
+        outside = np.broadcast_to((np.abs(a) > hi) | ((np.abs(a) < lo) & (a != 0)), shape)
+        out = outside if out is None else out | outside
     return out
 
 
@@ -443,7 +458,11 @@ def _repair_non_finite(result, arrays, out, shape, documented=None, solved=()):
     ``FLOAT_RANGE``, by the mpmath value (see compile_numpy); a non-finite value from a
     literal ``oo`` / ``nan`` branch (``documented``) stands as it is."""
     # a vector result stacks its components on a leading axis
-    bad = ~np.isfinite(out) if out.ndim == len(shape) else ~np.all(np.isfinite(out), axis=0)
+    finite = np.isfinite(out) if out.ndim == len(shape) else np.all(np.isfinite(out), axis=0)
+    outside = _outside_float_range(arrays, shape)
+    if outside is None and np.all(finite):
+        return out  # the usual case: one pass over the values
+    bad = ~finite
     if documented is not None and np.any(bad):
         bad = np.array(bad, dtype=bool).reshape(-1)
         idx = np.flatnonzero(bad)
@@ -454,7 +473,8 @@ def _repair_non_finite(result, arrays, out, shape, documented=None, solved=()):
             stands &= np.isinf(np.asarray(out, dtype=float).reshape(-1)[idx])
         bad[idx] = ~stands
         bad = bad.reshape(shape)
-    bad = bad | _outside_float_range(arrays, shape)
+    if outside is not None:
+        bad = bad | outside
     # a NaN argument (possible only through ``unchecked``, as a gap in a curve) gives NaN
     for a in arrays:
         bad = bad & ~np.isnan(a)

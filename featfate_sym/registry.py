@@ -116,9 +116,28 @@ class Param:
         kind = "integer in " if self.integer else ""
         return f"{kind}{left}{lo}, {hi}{right}"
 
+    @functools.cached_property
+    def _bounds(self) -> tuple[float | None, float | None]:
+        # float(pi) is a SymPy evaluation: once, not on every check
+        return (None if self.lower is None else float(self.lower),
+                None if self.upper is None else float(self.upper))
+
+    def _inside(self, low, high) -> bool:
+        """Whether the range [low, high] (finite) lies in the domain."""
+        if not (np.isfinite(low) and np.isfinite(high)):
+            return False
+        lo, hi = self._bounds
+        if lo is not None and ((low <= lo) if self.lower_open else (low < lo)):
+            return False
+        if hi is not None and ((high >= hi) if self.upper_open else (high > hi)):
+            return False
+        return True
+
     def check(self, value) -> None:
         """Raise ``ValueError`` naming this parameter unless every value lies in its domain."""
         arr = np.asarray(value, dtype=float)
+        if arr.size and self._inside(arr.min(), arr.max()) and (not self.integer or np.all(arr == np.round(arr))):
+            return  # the usual case, in two passes; the slow path below finds the culprit
         bad = ~np.isfinite(arr)
         if self.lower is not None:
             lo = float(self.lower)
@@ -223,6 +242,9 @@ class Result:
     special_cases: tuple[SpecialCase, ...] = ()
     singular: str = ""
     evaluable: bool = True
+    #: parameters the value does not depend on, kept so that a result takes the same
+    #: parameters as the protocol it describes (the first-layer T_ft for every sigma)
+    inert: tuple[str, ...] = ()
 
     # -- the derivation, built once on first use -------------------------------------
     @functools.cached_property
@@ -360,6 +382,7 @@ def register(
     special_cases: Iterable[SpecialCase] = (),
     singular: str = "",
     evaluable: bool = True,
+    inert: Iterable[str] = (),
 ) -> Callable[[Callable[[], Derivation]], Callable[[], Derivation]]:
     """Decorator registering ``builder`` under ``key``; returns the builder unchanged."""
     if family not in FAMILIES:
@@ -383,6 +406,7 @@ def register(
             special_cases=tuple(special_cases),
             singular=singular,
             evaluable=evaluable,
+            inert=tuple(inert),
         )
         return builder
 

@@ -68,7 +68,9 @@ def test_free_symbols_are_the_parameters(key):
     free = set(r.expr.free_symbols) - roots
     for root in r.derivation.implicit:
         free |= set(root.equation.free_symbols) - roots
-    assert free == set(r.symbols), f"{key}: free {free} vs params {set(r.symbols)}"
+    inert = {p.symbol for p in r.params if p.name in r.inert}
+    assert not free & inert, f"{key}: an inert parameter occurs in the result"
+    assert free | inert == set(r.symbols), f"{key}: free {free} vs params {set(r.symbols)}"
 
 
 def _render_mathtext(tex: str) -> None:

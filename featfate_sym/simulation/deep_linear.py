@@ -189,10 +189,11 @@ def whitened_problem(data: tasks.RegressionData, tol: float) -> tuple[tasks.Regr
     return tasks.whitened(data), tol / max(1.0, float(data.top_eigenvalue.max()))
 
 
-def _descend(weights, data, opts, tol, device, dtype, drift_control=None):
+def _descend(weights, data, opts, tol, device, dtype, drift_control=None, trainable=None):
     """Train ``weights`` in place with the solver of ``opts``; the result reports the
     loss of ``data`` itself (see "Solvers" in the module docstring)."""
-    settings = dict(max_steps=opts.max_steps, step_scale=opts.step_scale, check_every=opts.check_every)
+    settings = dict(max_steps=opts.max_steps, step_scale=opts.step_scale, check_every=opts.check_every,
+                    trainable=trainable)
     if opts.solver == "gd" or data.sxx is None:
         return gradient_descent(
             weights, tasks.to_device(data, device, dtype), tol=tol, drift_control=drift_control, **settings
@@ -236,11 +237,27 @@ def fine_tune(
     *,
     device: str = "cpu",
     dtype: torch.dtype = torch.float64,
+    layers: tuple[int, ...] | None = None,
 ) -> tuple[list[torch.Tensor], DescentResult]:
-    """All layers by gradient descent from (a copy of) the pretrained weights."""
+    """Gradient descent from (a copy of) the pretrained weights, of the layers ``layers``
+    (1-based, first = the input layer; default all).
+
+    Training only the last layer is linear transfer (by descent); training only the
+    first moves ``beta`` by linear gradient flow from ``beta_s`` (the frozen product
+    scales the rate), so it ends at ``X^+ y + (I - P) beta_s`` whatever the balance
+    (``ft.transferability_first_layer``).  The balance control of all-layer fine-tuning is
+    used whenever two or more layers train, where the end point depends on the balance.
+    """
     opts = options.resolved(dtype)
+    depth = len(pretrained)
+    chosen = tuple(range(1, depth + 1)) if layers is None else tuple(layers)
+    if not chosen or len(set(chosen)) != len(chosen) or any(
+            isinstance(l, bool) or int(l) != l or not 1 <= l <= depth for l in chosen):
+        raise ValueError(f"layers must be distinct integers in [1, {depth}] (1-based; got {layers!r})")
+    trainable = None if len(chosen) == depth else tuple(int(l) - 1 for l in chosen)
     weights = _to(pretrained, device, dtype)
-    return weights, _descend(weights, data, opts, opts.tol, device, dtype, opts.fine_tune_drift_control)
+    control = opts.fine_tune_drift_control if len(chosen) >= 2 else None
+    return weights, _descend(weights, data, opts, opts.tol, device, dtype, control, trainable)
 
 
 def simulate_transfer(

@@ -221,6 +221,7 @@ def gradient_descent(
     step_size: float | None = None,
     drift_control: float | None = None,
     monitor=None,
+    trainable: tuple[int, ...] | None = None,
 ) -> DescentResult:
     """Train ``weights`` in place by gradient descent on the loss of ``data``.
 
@@ -230,7 +231,9 @@ def gradient_descent(
     multiplies the adaptive step by ``min(1, rho max(1, |beta*|^2) / excess)``: see "Balance" in the module
     docstring.  ``monitor``, if given, is called as ``monitor(eta, grads)`` before
     each update with the per-replicate step and the dense layer gradients (slow; for
-    the conserved-quantity monitor and tests).
+    the conserved-quantity monitor and tests).  ``trainable`` (0-based layer indices,
+    default all) updates only those layers; the others stay frozen, and the step keeps
+    the all-layer curvature bound (an over-estimate when layers are frozen: stable).
     """
     if not tol > 0:
         raise ValueError(f"tol must be > 0 (got {tol})")
@@ -241,6 +244,7 @@ def gradient_descent(
     if step_size is not None and not step_size > 0:
         raise ValueError(f"step_size must be > 0 (got {step_size})")
     depth = len(weights)
+    training = [True] * depth if trainable is None else [l in set(trainable) for l in range(depth)]
     ref = weights[-1]
     replicates = ref.shape[0]
     device, dtype = ref.device, ref.dtype
@@ -307,6 +311,10 @@ def gradient_descent(
         for l in range(depth):
             w = weights[l]
             wb = right[l]  # W_l b_l (b_L = 1, so W_L b_L = W_L)
+            if not training[l]:  # frozen: only pass the gradient on to the next layer
+                if l < depth - 1:
+                    left = rmatvec(w, left)
+                continue
             if l == depth - 1:
                 a2 = (left * left).sum(-1)
                 dot = (left * w).sum(-1)

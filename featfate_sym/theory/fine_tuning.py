@@ -190,6 +190,53 @@ def transferability() -> Derivation:
                                                  "boundary_theta": sp.acos(cos_star)})
 
 
+# -- ft.transferability_first_layer -----------------------------------------------------
+@register(
+    "ft.transferability_first_layer",
+    title="Transferability of fine-tuning the first layer only",
+    family=_FAMILY,
+    params=[_GAMMA, _THETA, _SIGMA],
+    regime="n, d -> oo with gamma = n/d; population source; gradient flow of the first layer "
+    "W_1 alone from the pretrained weights, the other layers frozen (any depth, any balance)",
+    status=Status(Source.DERIVED, Exactness.EXACT),
+    reference=_PAPER + " (model of Thm 3.9); not a result of the paper",
+    notes=(
+        "With W_2 ... W_L frozen, beta = W_1 v for the fixed vector v = W_2 ... W_L, and "
+        "dW_1/dt = -g v^T gives dbeta/dt = -|v|^2 g: linear gradient flow from beta_s at rate "
+        "|v|^2. g lies in the row space of X, so (I-P) beta stays (I-P) beta_s and the flow "
+        "ends at beta_sc + (I-P) beta_s: the paper's c = 1 form, exact here for every noise "
+        "level and depth. T does not depend on sigma (inert parameter: the scratch variance "
+        "cancels); the risk does. At finite n < d the same value with gamma = n/d is exact, "
+        "E P = (n/d) I. Fine-tuning only the last layer is linear transfer (lt.*)."
+    ),
+    special_cases=[
+        SpecialCase("equals the paper's c = 1 form", "ft.transferability", {sigma: sp.Rational(1, 2)}),
+        SpecialCase("gamma = 2: T = 0", sp.Integer(0), {gamma: 2}),
+    ],
+    singular="none: finite for every gamma > 0 (0 at and above gamma = 1)",
+    inert=("sigma",),
+)
+def transferability_first_layer() -> Derivation:
+    w = sp.Matrix(2, 2, sp.symbols("w11 w12 w21 w22", real=True))
+    v = sp.Matrix(sp.symbols("v1 v2", real=True))
+    g = sp.Matrix(sp.symbols("g1 g2", real=True))
+    rate = sp.expand(-(g * v.T) * v)  # d(W_1 v)/dt with dW_1/dt = -g v^T, v frozen
+    if sp.expand(rate + (v.T * v)[0, 0] * g) != sp.zeros(2, 1):
+        raise ArithmeticError("first-layer flow is not -|v|^2 g")
+    t_under, t_over, steps = _transferability_with_scale(sp.Integer(1))
+    expr = sp.Piecewise((t_under, gamma < 1), (t_over, True))
+    steps = [
+        Step("W_2..W_L frozen, v = W_2 ... W_L: dbeta/dt = (dW_1/dt) v = -(g v^T) v = -|v|^2 g "
+             "(2x2 check, any dimension alike)", rate),
+        Step("g = 2 X^T (X beta - y)/n lies in the row space: (I - P) beta = (I - P) beta_s "
+             "throughout, and P beta -> beta_sc (linear flow on a quadratic, gamma < 1): "
+             "beta_ft = beta_sc + (I - P) beta_s, the null-space scale is 1 for every sigma, L"),
+        *steps,
+        Step("T_ft, first layer only (gamma >= 1 gives 0)", expr),
+    ]
+    return Derivation(expr, steps=steps, extras={"rate": rate})
+
+
 # -- ft.transferability_exact ------------------------------------------------------------
 def _limits_a_b() -> tuple[sp.Expr, sp.Expr, list[Step]]:
     """Concentrated values of ``a = |(I-P) beta_s|^2`` and ``b = |beta_sc|^2``, ``gamma < 1``.
