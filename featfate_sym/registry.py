@@ -20,6 +20,8 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from featfate_sym import symbols
+
 
 class Source(str, enum.Enum):
     """On whose authority a result stands."""
@@ -108,6 +110,11 @@ class Param:
     def name(self) -> str:
         return _plain_name(self.symbol)
 
+    @property
+    def latex(self) -> str:
+        """The parameter's LaTeX name (``lam`` prints as ``\\lambda``)."""
+        return symbols.latex(self.symbol)
+
     def domain_text(self) -> str:
         lo = "-inf" if self.lower is None else _num_text(self.lower)
         hi = "inf" if self.upper is None else _num_text(self.upper)
@@ -162,7 +169,7 @@ class Step:
     expr: sp.Basic | None = None
 
     def latex(self) -> str:
-        return "" if self.expr is None else sp.latex(self.expr)
+        return "" if self.expr is None else symbols.latex(self.expr)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,7 +287,7 @@ class Result:
         return tuple(p.name for p in self.params)
 
     def latex(self) -> str:
-        return sp.latex(self.expr)
+        return symbols.latex(self.expr)
 
     def sympy_string(self) -> str:
         """An exact, re-parseable SymPy string of the expression (``sympy.srepr``)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sympy as sp
 
 from featfate_sym.registry import FAMILIES, Result, results
+from featfate_sym.symbols import latex
 
 
 def _params_lines(result: Result) -> list[str]:
@@ -18,7 +19,7 @@ def _params_lines(result: Result) -> list[str]:
 def _implicit_lines(result: Result) -> list[tuple[str, str]]:
     """(LaTeX of the defining equation, description) of each implicit root."""
     return [
-        (f"{sp.latex(r.equation)} = 0", f"{sp.latex(r.symbol)}: {r.description}".strip())
+        (f"{latex(r.equation)} = 0", f"{latex(r.symbol)}: {r.description}".strip())
         for r in result.derivation.implicit
     ]
 
@@ -119,7 +120,7 @@ def as_record(result: Result, steps: bool = False) -> dict:
         "sympy": result.sympy_string(),
         "outputs": list(result.outputs),
         "implicit": [
-            {"symbol": r.symbol.name, "equation": sp.srepr(r.equation), "latex": f"{sp.latex(r.equation)} = 0"}
+            {"symbol": r.symbol.name, "equation": sp.srepr(r.equation), "latex": f"{latex(r.equation)} = 0"}
             for r in result.derivation.implicit
         ],
         "singular": result.singular,

@@ -35,6 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from featfate_sym import cli
+from featfate_sym.symbols import latex
 
 #: the small sweep run when no results are given: a few minutes at most on one core
 DEFAULT_SWEEP = {
@@ -334,7 +335,7 @@ def build(out: Path, dataset, *, quick: bool, log=lambda _: None, command: str =
 
                 h.append(f"<p class='meta'>where {html.escape(root.description or root.symbol.name)} solves</p>"
                          f"{mathml(sp.Eq(root.equation, 0))}")
-                md += [f"where {root.description or root.symbol.name} solves", "", "$$", sp.latex(sp.Eq(root.equation, 0)), "$$", ""]
+                md += [f"where {root.description or root.symbol.name} solves", "", "$$", latex(sp.Eq(root.equation, 0)), "$$", ""]
             h.append("</div>")
 
     if dataset is not None:

@@ -86,3 +86,16 @@ r1 = sp.Symbol("r1", real=True, positive=True)
 r2 = sp.Symbol("r2", real=True, positive=True)
 #: cosine of the angle between the two weight vectors, ``w.w' / (|w| |w'|)`` in ``[-1, 1]``
 rho = sp.Symbol("rho", real=True)
+
+
+# --- how the symbols print ------------------------------------------------------------
+#: LaTeX of the symbols whose SymPy name does not print as intended (``lam`` is the
+#: parameter's user-facing name, ``\lambda`` its mathematical one)
+LATEX_NAMES = {lam: r"\lambda", ell_c: r"\ell_{c}"}
+
+
+def latex(expr) -> str:
+    """``sympy.latex`` with the project's symbol names (:data:`LATEX_NAMES`)."""
+    import sympy
+
+    return sympy.latex(expr, symbol_names=LATEX_NAMES)
