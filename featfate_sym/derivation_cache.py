@@ -24,6 +24,7 @@ import functools
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -75,7 +76,11 @@ def _allowed() -> dict[str, object]:
     stack = [sp.Basic, sp.MatrixBase]
     while stack:  # every SymPy class loaded, by its name (srepr prints the class name)
         cls = stack.pop()
-        if cls.__module__.startswith("sympy.") and not cls.__name__.startswith("_"):
+        module = sys.modules.get(getattr(cls, "__module__", None) or "")
+        # only SymPy's own named classes: not those made at run time (Function('f')
+        # makes a class per name), which have no module or are not found in it
+        if (module is not None and module.__name__.startswith("sympy.") and not cls.__name__.startswith("_")
+                and getattr(module, cls.__name__, None) is cls):
             names.setdefault(cls.__name__, cls)
         stack.extend(cls.__subclasses__())
     for name in ("pi", "E", "I", "oo", "zoo", "nan", "true", "false", "EulerGamma", "Catalan"):

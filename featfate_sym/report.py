@@ -187,11 +187,55 @@ def summary(rows: Sequence[Agreement]) -> list[tuple[str, str, int, float, float
 
 
 # ------------------------------------------------------------------------- rendering
+def _cases_printer():
+    """SymPy's presentation-MathML printer with ``Piecewise`` typeset as cases (a brace
+    and a table of value / condition rows; SymPy prints ``piecewise((...), ...)``)."""
+    from sympy.printing.mathml import MathMLPresentationPrinter
+
+    class CasesPrinter(MathMLPresentationPrinter):
+        def _element(self, tag, text=None, **attrs):
+            node = self.dom.createElement(tag)
+            for key, value in attrs.items():
+                node.setAttribute(key, value)
+            if text is not None:
+                node.appendChild(self.dom.createTextNode(text))
+            return node
+
+        def _print_Piecewise(self, expr):
+            table = self._element("mtable", columnalign="left left")
+            for value, cond in expr.args:
+                row = self._element("mtr")
+                cell = self._element("mtd")
+                cell.appendChild(self._print(value))
+                row.appendChild(cell)
+                cell = self._element("mtd")
+                if cond == True:  # noqa: E712  (SymPy's true)
+                    cell.appendChild(self._element("mtext", "\u2003otherwise"))
+                else:
+                    cell.appendChild(self._element("mtext", "\u2003if\u2002"))
+                    cell.appendChild(self._print(cond))
+                row.appendChild(cell)
+                table.appendChild(row)
+            brace = self._element("mrow")
+            brace.appendChild(self._element("mo", "{", stretchy="true"))
+            brace.appendChild(table)
+            return brace
+
+    return CasesPrinter()
+
+
 def mathml(expr) -> str:
-    """Presentation MathML of a SymPy expression (rendered natively by browsers)."""
+    """Presentation MathML of a SymPy expression (rendered natively by browsers), with
+    cases typeset as cases and the symbols by their mathematical names (``lam`` as
+    lambda)."""
     import sympy as sp
 
-    body = sp.mathml(expr, printer="presentation")
+    from featfate_sym.symbols import LATEX_NAMES
+
+    # the MathML printer has no symbol_names: rename to names it prints as intended
+    renamed = {sym: sp.Symbol(name.strip("\\").replace("{", "").replace("}", ""))
+               for sym, name in LATEX_NAMES.items()}
+    body = _cases_printer().doprint(expr.xreplace(renamed))  # expr: a SymPy expression of ours
     # named entities (&InvisibleTimes; ...) as characters: the block stays valid XML too
     body = re.sub(r"&([A-Za-z][A-Za-z0-9]*);", lambda m: m.group(0) if m.group(1) in _XML_ENTITIES else html.unescape(m.group(0)), body)
     # the printer writes relations raw (<mo><</mo>): escape them
