@@ -388,10 +388,6 @@ def output_file(text, flag: str, suffixes=None) -> Path:
     return path
 
 
-#: the first bytes of a netCDF3 file (classic, 64-bit offset, 64-bit data)
-_NETCDF3_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
-
-
 def results_file(text, flag: str = "--results") -> Path:
     """The sweep results file named by ``text``: a ``results.nc`` file, or a sweep
     folder (then its ``results.nc``).  Checked before any work: it exists and starts
@@ -412,9 +408,11 @@ def results_file(text, flag: str = "--results") -> Path:
             head = handle.read(4)
     except OSError as err:
         raise ValueError(f"{allowed} (got {str(text)!r}: {err.strerror or type(err).__name__})") from None
-    if head not in _NETCDF3_MAGIC:
-        what = "an HDF5/netCDF4 file" if head == b"\x89HDF" else "not a netCDF file"
-        raise ValueError(f"{allowed} (got {str(text)!r}: {what})")
+    from featfate_sym.sweeps.storage import netcdf3_problem  # the netCDF stack: only here
+
+    problem = netcdf3_problem(head)
+    if problem:
+        raise ValueError(f"{allowed} (got {str(text)!r}: {problem})")
     return path
 
 

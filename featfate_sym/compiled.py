@@ -21,6 +21,7 @@ Both evaluators check their arguments' domains; ``.unchecked`` skips the check.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Sequence
 
 import mpmath
@@ -268,7 +269,7 @@ def _compile_roots_numpy(symbols, implicit) -> list[_NumpyRoot]:
     compiled = []
     for root in implicit:
         free = (root.equation.free_symbols | root.bracket[0].free_symbols
-                | root.bracket[1].free_symbols | sp.sympify(root.where).free_symbols)
+                | root.bracket[1].free_symbols | root.where.free_symbols)
         uses = tuple(i for i, sym in enumerate(known) if sym in free)
         args = [known[i] for i in uses]
 
@@ -378,6 +379,7 @@ def compile_numpy(result) -> CompiledFunction:
     compiled_roots = _compile_roots_numpy(syms, implicit)
     literal = _literal_mask(expr)
     documented = None if literal == 0 else _lambdify_numpy(syms + roots, literal)
+    repair = functools.partial(_repair_non_finite, result, allows_nan=result.expr.has(sp.nan))
 
     def call(*args):
         if len(args) != len(syms):
@@ -392,15 +394,15 @@ def compile_numpy(result) -> CompiledFunction:
         if vector:
             # components stacked on a leading axis: out[i] is component i
             out = np.stack([np.broadcast_to(np.asarray(o, dtype=float), shape) for o in out])
-            return _repair_non_finite(result, arrays, out, shape)
+            return repair(arrays, out, shape)
         out = np.asarray(out, dtype=float)
         if shape == ():
-            return _repair_non_finite(result, arrays, out, shape, documented, solved)[()]
+            return repair(arrays, out, shape, documented, solved)[()]
         # a fresh array of the full shape is returned as it is; a smaller one (a result
         # constant along some argument) or one that may be a caller's input is copied
         if out.shape != shape or any(np.may_share_memory(out, a) for a in arrays):
             out = np.broadcast_to(out, shape).copy()
-        return _repair_non_finite(result, arrays, out, shape, documented, solved)
+        return repair(arrays, out, shape, documented, solved)
 
     return CompiledFunction(result.key, expr, result.param_names, "numpy", call, result.params)
 
@@ -453,7 +455,7 @@ def _literal_mask(expr: sp.Basic) -> sp.Basic:
     return sp.Integer(0)
 
 
-def _repair_non_finite(result, arrays, out, shape, documented=None, solved=()):
+def _repair_non_finite(result, arrays, out, shape, documented=None, solved=(), *, allows_nan=False):
     """Replace every non-finite float64 value, and every value at an argument outside
     ``FLOAT_RANGE``, by the mpmath value (see compile_numpy); a non-finite value from a
     literal ``oo`` / ``nan`` branch (``documented``) stands as it is."""
@@ -469,7 +471,7 @@ def _repair_non_finite(result, arrays, out, shape, documented=None, solved=()):
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # unselected branches
             flags = documented(*[np.broadcast_to(a, shape).reshape(-1)[idx] for a in [*arrays, *solved]])
         stands = np.broadcast_to(np.asarray(flags, dtype=float), idx.shape) == 1
-        if not result.expr.has(sp.nan):  # a literal oo branch stands only as an infinity
+        if not allows_nan:  # a literal oo branch stands only as an infinity
             stands &= np.isinf(np.asarray(out, dtype=float).reshape(-1)[idx])
         bad[idx] = ~stands
         bad = bad.reshape(shape)
@@ -481,7 +483,6 @@ def _repair_non_finite(result, arrays, out, shape, documented=None, solved=()):
     if not np.any(bad):
         return out
     out = np.array(out, dtype=float)  # writable, and never a caller's array
-    allows_nan = result.expr.has(sp.nan)
     full = [np.broadcast_to(a, shape) for a in arrays]
     with mpmath.workdps(REPAIR_DPS):
         for index in zip(*np.nonzero(bad)) if shape else [()]:

@@ -224,8 +224,6 @@ def from_record(record: dict):
 
 
 # -- load or build -----------------------------------------------------------------------
-#: keys whose derivation this process built afresh (rather than read), in order
-built: list[str] = []
 #: called as ``announce(key)`` before a result is derived afresh (the CLI prints it)
 announce = None
 
@@ -273,6 +271,5 @@ def derive(key: str, builder, *, fresh: bool = False):
     if announce is not None:
         announce(key)
     out = builder()
-    built.append(key)
     store(key, out)
     return out

@@ -27,24 +27,17 @@ def theory(key: str, **params):
 
     result = registry.get(key)
     values = result.validate(params)
-    dims, coords, grids = [], {}, []
-    for name, value in values.items():
-        arr = np.asarray(value, dtype=float)
+    arrays = {name: np.asarray(value, dtype=float) for name, value in values.items()}
+    for name, arr in arrays.items():
         if arr.ndim > 1:
             raise ValueError(f"parameter {name} must be a number or a 1-D array (got shape {arr.shape})")
-        coords[name] = arr if arr.ndim == 1 else float(arr)
-        if arr.ndim == 1:
-            dims.append(name)
-    for name, value in values.items():
-        arr = np.asarray(value, dtype=float)
-        if arr.ndim == 1:  # this parameter's axis, broadcast against the others
-            shape = [1] * len(dims)
-            shape[dims.index(name)] = arr.size
-            grids.append(arr.reshape(shape))
-        else:
-            grids.append(arr)
+    dims = [name for name, arr in arrays.items() if arr.ndim == 1]
+    coords = {name: arr if arr.ndim == 1 else float(arr) for name, arr in arrays.items()}
+    # each array parameter along its own axis of the outer grid
+    grids = [arr.reshape([arr.size if d == name else 1 for d in dims]) if arr.ndim == 1 else arr
+             for name, arr in arrays.items()]
     out = np.asarray(result.numpy.unchecked(*grids), dtype=float)  # validated above
-    full = tuple(np.asarray(coords[d]).size for d in dims)
+    full = tuple(arrays[d].size for d in dims)
     if result.outputs:
         out = np.broadcast_to(out, (len(result.outputs), *full))
         dims = ["output", *dims]

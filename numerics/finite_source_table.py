@@ -35,16 +35,21 @@ GAMMA, THETA = 0.5, math.pi / 4
 
 
 def finite_size_control_mean(n: int, n_s: int, d: int, theta: float, sigma_s: float) -> float:
-    """``K_d = E T_c1 = (1 - n/d)(2 O_d - B_d)`` at finite sizes (see the module docstring)."""
-    if n_s < d - 1:
-        norm2 = n_s / d + sigma_s**2 * n_s / (d - n_s - 1)
-        overlap = math.cos(theta) * n_s / d
-    elif n_s > d + 1:
-        norm2 = 1 + sigma_s**2 * d / (n_s - d - 1)
-        overlap = math.cos(theta)
-    else:
+    """``K_d = E T_c1 = (1 - n/d)(2 O_d - B_d)`` at finite sizes (see the module docstring),
+    from the registry's random-matrix lemmas: ``E P = p I`` and the inverse-Wishart means."""
+    from featfate_sym.theory.random_matrix import (
+        inverse_covariance_mean_coefficient,
+        inverse_gram_trace_mean,
+        projection_mean_coefficient,
+    )
+
+    if abs(n_s - d) <= 1:
         raise ValueError(f"|n_s - d| <= 1 has an infinite source norm (n_s = {n_s}, d = {d})")
-    return (1 - n / d) * (2 * overlap - norm2)
+    p_s = float(projection_mean_coefficient(n_s, d))
+    noise = float(inverse_gram_trace_mean(n_s, d) if n_s < d else d * inverse_covariance_mean_coefficient(n_s, d))
+    norm2 = p_s + sigma_s**2 * noise
+    overlap = math.cos(theta) * p_s
+    return (1 - float(projection_mean_coefficient(n, d))) * (2 * overlap - norm2)
 
 
 def _null_scale(ratio_a: np.ndarray, ratio_b: np.ndarray, depth: int) -> np.ndarray:

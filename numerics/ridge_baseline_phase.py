@@ -7,7 +7,7 @@ readout's exact finite-n risk lt.risk_finite, which the z-score uses), simulated
 and z; and T_lt against minimum-norm scratch (theory lt.transferability, its exact
 finite-size expectation, simulated mean +- SE, or the median where the mean is infinite).
 The summary gives max |z| and the Bonferroni critical value for a family-wise false-alarm
-rate alpha over the cells; a cell agrees when |mean - theory_n| <= z_crit SE + allowance
+rate alpha over the cells; a cell agrees when |mean - theory_n| <= t_crit SE + allowance
 (allowance = 1/d for the ridge risk's finite-size offset + the lam grid's discretisation
 error from the closed form).  Against min-norm scratch T_lt has a positive band around
 gamma = 1 (scratch's risk diverges there); against the tuned baseline it has none.
@@ -86,7 +86,7 @@ def _records(result, alpha):
 def _print_table(result, alpha, seed, elapsed):
     z = result.tuned_z
     agrees = result.agreement(alpha)
-    z_crit = result.critical_z(alpha)
+    t_crit = result.critical_value(alpha)
     lams = result.lams
     print(f"sigma = {result.noise_std:g}, d = {result.dim}, replicates = {result.replicates} per cell, "
           f"seed = {seed}, ridge grid {lams.size} points {lams.min():.3g}..{lams.max():.3g}")
@@ -113,9 +113,9 @@ def _print_table(result, alpha, seed, elapsed):
     worst = np.unravel_index(int(np.argmax(np.abs(z))), z.shape)
     print()
     print(f"max |z| = {abs(z[worst]):.2f} (gamma = {result.gammas[worst[0]]:g}, "
-          f"theta = {result.thetas[worst[1]] / math.pi:.3f} pi); Bonferroni critical |z| = {z_crit:.2f} "
-          f"for a family-wise false-alarm rate {alpha:g} over {result.cells} cells (two-sided)")
-    print(f"cells agreeing within z_crit * SE + allowance (allowance {result.allowance.min():.4f}.."
+          f"theta = {result.thetas[worst[1]] / math.pi:.3f} pi); Bonferroni critical t = {t_crit:.2f} "
+          f"(df = {result.df}) for a family-wise false-alarm rate {alpha:g} over {result.cells} cells (two-sided)")
+    print(f"cells agreeing within t_crit * SE + allowance (allowance {result.allowance.min():.4f}.."
           f"{result.allowance.max():.4f} = 1/d + lam-grid error): {int(agrees.sum())} of {result.cells}")
     near = np.flatnonzero(np.abs(result.realised_gammas - 1.0) < 1e-12)
     for i in near:
@@ -174,7 +174,7 @@ def main(argv=None) -> int:
                 "config": {"dim": args.dim, "replicates": args.replicates, "seed": args.seed, "sigma": args.sigma,
                            "thetas": thetas.tolist(), "gammas": list(args.gammas),
                            "lams": result.lams.tolist(), "alpha": args.alpha},
-                "critical_z": result.critical_z(args.alpha),
+                "critical_t": result.critical_value(args.alpha),
                 "max_abs_z": float(np.max(np.abs(result.tuned_z))),
                 "cells_agreeing": int(result.agreement(args.alpha).sum()),
                 "cells": _records(result, args.alpha),

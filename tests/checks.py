@@ -2,7 +2,7 @@
 
 Critical values come from :mod:`featfate_sym.stats`: Student t with the replicates'
 degrees of freedom wherever the standard error is estimated from them
-(:func:`bonferroni_t`), the normal value only where the SE is known (:func:`bonferroni_z`).
+(:func:`bonferroni_t`); a known SE takes :func:`featfate_sym.stats.z_critical`.
 """
 
 from featfate_sym import stats
@@ -15,12 +15,6 @@ def bonferroni_t(df: float, comparisons: int, alpha: float = FAMILY_ALPHA) -> fl
     """Two-sided Student-t critical value (``df`` degrees of freedom of the estimated SE,
     ``replicates - 1`` for a mean) for ``comparisons`` tests at family-wise rate ``alpha``."""
     return stats.t_critical(df, alpha, comparisons)
-
-
-def bonferroni_z(comparisons: int, alpha: float = FAMILY_ALPHA) -> float:
-    """Two-sided normal critical value for ``comparisons`` tests at family-wise rate
-    ``alpha``: only for a statistic whose standard deviation is known."""
-    return stats.z_critical(alpha, comparisons)
 
 
 def assert_one_line_error(proc, *needles, prefix: str = ""):

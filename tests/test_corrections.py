@@ -14,9 +14,6 @@ from featfate_sym import corrections, derive
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: keys another part of the registry may not hold yet: their checks skip, saying so
-PENDING_KEYS = frozenset({"ft.transferability_finite_source_exact"})
-
 _DERIVE = "python -m featfate_sym.derive "
 _PYTHON_C = "python -c "
 
@@ -50,7 +47,7 @@ def test_entries_are_complete_and_name_registered_keys():
     for entry in corrections.CORRECTIONS:
         assert entry.title and entry.where and entry.stated and entry.right and entry.checks
         for key in entry.keys:
-            assert key in registered or key in PENDING_KEYS, f"{entry.title}: unknown key {key}"
+            assert key in registered, f"{entry.title}: unknown key {key}"
         for check in entry.checks:
             # the recorded output is itself an instance of the pattern
             assert re.fullmatch(check.pattern, check.output), (entry.title, check.output)
@@ -58,8 +55,5 @@ def test_entries_are_complete_and_name_registered_keys():
 
 @pytest.mark.parametrize("entry, check", CHECKS, ids=[c.command[:90] for _, c in CHECKS])
 def test_command_prints_what_the_document_shows(entry, check):
-    missing = [key for key in PENDING_KEYS if key in check.command and key not in set(ff.keys())]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} is not registered yet: its check cannot run")
     output = run_command(check.command)
     assert re.fullmatch(check.pattern, output), f"{check.command}\nprinted:\n{output}\nexpected /{check.pattern}/"

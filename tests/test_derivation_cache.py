@@ -94,7 +94,8 @@ def test_a_planted_file_is_not_run_but_derived_again(tmp_path):
         f"bad = {{'format': c.FORMAT, 'expr': \"__import__('pathlib').Path({str(marker)!r}).touch()\","
         "'steps': [], 'extras': {}, 'implicit': [], 'outputs': [], 'numeric': None};"
         "(c.folder() / 'lt.risk.json').write_text(json.dumps(bad));"
-        "print(ff.get('lt.risk').expr, c.built)"
+        "built = []; c.announce = built.append;"
+        "print(ff.get('lt.risk').expr, built)"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -289,14 +289,14 @@ def _compare_with_simulation(d, replicates, model_replicates, seed, cells, margi
     - solver: |mean(T - T_pred)| + t* SE of the per-replicate difference between the
       trained end point and the balanced-flow end point from the same pretrained vector.
     Returns the rows (cell, exact, c1, mean, se, z_exact, z_c1, allowances, rejected)."""
-    from scipy import stats
-
     from checks import FAMILY_ALPHA
+
+    from featfate_sym.stats import t_critical
 
     table = _table_module()
     comparisons = 2 * len(cells)
-    t_crit = float(stats.t.isf(FAMILY_ALPHA / (2 * comparisons), replicates - 1))
-    t_model = float(stats.t.isf(FAMILY_ALPHA / (2 * comparisons), model_replicates - 1))
+    t_crit = t_critical(replicates - 1, FAMILY_ALPHA, comparisons)
+    t_model = t_critical(model_replicates - 1, FAMILY_ALPHA, comparisons)
     n = int(round(table.GAMMA * d))
     rows = []
     for k, (depth, gs, noise) in enumerate(cells):

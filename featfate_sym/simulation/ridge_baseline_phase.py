@@ -122,11 +122,6 @@ class RidgeBaselinePhase:
             raise ValueError(f"alpha must be in (0, 1) (got {alpha})")
         return stats.t_critical(self.df, alpha, self.cells)
 
-    def critical_z(self, alpha: float = 1e-3) -> float:
-        """The critical value of :meth:`critical_value` (Student t; the name is kept for
-        the callers that read it as ``critical |z|``)."""
-        return self.critical_value(alpha)
-
     def agreement(self, alpha: float = 1e-3) -> np.ndarray:
         """Per cell: ``|mean - tuned_theory_n| <= t_crit SE + allowance``."""
         gap = np.abs(self.tuned_mean - self.tuned_theory_n)

@@ -64,6 +64,7 @@ __all__ = [
     "combine_cells",
     "encode_arrays",
     "open_sweep",
+    "netcdf3_problem",
     "provenance",
     "read_cell",
     "sweep_lock",
@@ -146,11 +147,18 @@ def _to_bytes(dataset: xr.Dataset) -> bytes:
 _NETCDF3_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
 
 
+def netcdf3_problem(head: bytes) -> str | None:
+    """None if ``head`` (a file's first 4 bytes) starts a netCDF3 file, else what it is."""
+    if head[:4] in _NETCDF3_MAGIC:
+        return None
+    return "an HDF5/netCDF4 file" if head[:4] == b"\x89HDF" else "not a netCDF file"
+
+
 def _from_bytes(data: bytes) -> xr.Dataset:
     # checked here so that the error is one plain line, not a reader's install advice
-    if data[:4] not in _NETCDF3_MAGIC:
-        kind = "an HDF5/netCDF4 file" if data[:4] == b"\x89HDF" else "not a netCDF file"
-        raise ValueError(f"{kind}; sweeps are stored as netCDF3")
+    problem = netcdf3_problem(data[:4])
+    if problem:
+        raise ValueError(f"{problem}; sweeps are stored as netCDF3")
     with xr.open_dataset(io.BytesIO(data), engine=ENGINE) as dataset:
         return dataset.load()
 
