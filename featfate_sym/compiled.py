@@ -152,6 +152,13 @@ def _hyper_numpy(ap, bq, x):
     return hyp2f1(a, b, c, x)
 
 
+def _erfc_numpy(x):
+    """``erfc`` elementwise (NumPy has none; ``math.erfc`` takes scalars only)."""
+    from scipy.special import erfc
+
+    return erfc(x)
+
+
 class _BroadcastingPrinter(NumPyPrinter):
     """NumPy printer whose ``And``/``Or`` broadcast their operands.
 
@@ -188,7 +195,7 @@ class _BroadcastingPrinter(NumPyPrinter):
 
 
 #: lambdify modules for float64: NumPy, plus the special functions NumPy lacks
-NUMPY_MODULES = [{"hyper": _hyper_numpy}, "numpy"]
+NUMPY_MODULES = [{"hyper": _hyper_numpy, "erfc": _erfc_numpy}, "numpy"]
 
 
 def _lambdify_numpy(args, expr):

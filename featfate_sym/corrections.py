@@ -102,7 +102,7 @@ CORRECTIONS: tuple[Correction, ...] = (
         keys=("metrics.bl_lower", "metrics.kl"),
         checks=(
             Check("python -c \"import math, featfate_sym as ff; "
-                  "from featfate_sym.distances_vs_transfer import bl_lower_bound; "
+                  "from featfate_sym.studies.distances_vs_transfer import bl_lower_bound; "
                   "print(ff.get('metrics.bl_lower').extras['upper_bound'], "
                   "[round(float(bl_lower_bound(math.pi, s)), 3) for s in (1.0, 0.1, 0.01)], "
                   "[round(float(ff.get('metrics.kl').evaluate(theta=math.pi, sigma=s)), 1) "

@@ -65,6 +65,46 @@ def folder() -> Path | None:
     return None if base is None else base / digest()
 
 
+# -- memoised derivation helpers ---------------------------------------------------------
+def _copied(value):
+    """``value`` with its containers copied (lists, dicts, tuples, mutable matrices), so
+    a caller that extends a returned list of steps does not change the memoised one."""
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_copied(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, sp.MatrixBase) and not isinstance(value, sp.ImmutableMatrix):
+        return value.copy()
+    return value
+
+
+def memo(function):
+    """Memoise a pure derivation helper within this process.
+
+    A helper several builders call (a lemma, a limit, a shared decomposition) is derived
+    once; later calls with equal arguments (compared with their types, so ``1`` and
+    ``Integer(1)`` are distinct) get the first call's result, containers copied.  The
+    result is the one object the first call built, so every expression keeps its exact
+    form.  Unhashable arguments (mutable matrices) call through."""
+    table: dict = {}
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            key = (tuple((type(a), a) for a in args), tuple(sorted((k, type(v), v) for k, v in kwargs.items())))
+            hash(key)
+        except TypeError:
+            return function(*args, **kwargs)
+        if key not in table:
+            table[key] = function(*args, **kwargs)
+        return _copied(table[key])
+
+    wrapper.cache_clear = table.clear
+    return wrapper
+
+
 # -- srepr, read back through a whitelist ------------------------------------------------
 @functools.lru_cache(maxsize=1)
 def _allowed() -> dict[str, object]:
@@ -263,8 +303,9 @@ def store(key: str, derivation) -> None:
 
 def derive(key: str, builder, *, fresh: bool = False):
     """``builder()`` for ``key``, read from the cache unless ``fresh``; a fresh build is
-    stored."""
-    if not fresh:
+    stored.  (A key that :func:`fill` derived afresh in this run is read back even when
+    ``fresh``: it is fresh.)"""
+    if not fresh or key in _filled:
         cached = load(key)
         if cached is not None:
             return cached
@@ -273,3 +314,86 @@ def derive(key: str, builder, *, fresh: bool = False):
     out = builder()
     store(key, out)
     return out
+
+
+# -- filling the cache in parallel -----------------------------------------------------
+#: keys derived afresh into the cache by :func:`fill`'s worker processes in this run
+_filled: set[str] = set()
+
+#: seconds a cold derivation of a key takes (measured, one core), so the slowest are
+#: started first; keys not listed count 1
+COST_HINT = {
+    "scratch.risk_ridge": 3.3, "scratch.risk_mp": 3.1, "scratch.risk_optimal_ridge": 2.5,
+    "ft.transferability_finite_source_exact": 4.2, "metrics.kl": 3.6, "ft.transferability_exact": 2.9,
+    "dln.time_to_learn": 2.9, "dln.balanced_flow": 2.5, "ft.transferability_finite_source": 1.9,
+    "dln.conservation": 1.7, "ft.transferability": 1.5, "metrics.w2": 1.4, "relu.arccos_kernel": 1.4,
+}
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def fill(keys: Sequence[str], jobs: int | None = None) -> list[str]:
+    """Derive the uncached ``keys`` into the cache in ``jobs`` forked worker processes
+    (default: one per CPU, at most 4) while this process waits; return the keys found
+    in the cache afterwards.  This process then reads them back (milliseconds each).
+
+    The workers take the keys, slowest first (:data:`COST_HINT`), from one shared
+    counter; a dependency a worker needs is read from the cache if another worker has
+    stored it, else derived there too.  Anything a worker fails at (or that is left
+    uncached) is simply derived here as usual, so errors surface in this process.
+    Does nothing without a writable cache, on one CPU, for fewer than two keys, or where
+    processes cannot be forked."""
+    import multiprocessing
+
+    from featfate_sym import registry
+
+    base = folder()
+    fresh = registry._FRESH
+    if base is None:
+        return []
+    todo = [k for k in keys if (fresh and k not in _filled) or not (base / f"{k}.json").is_file()]
+    jobs = min(_cpus(), 4) if jobs is None else jobs
+    jobs = min(jobs, len(todo))
+    if jobs < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return []
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        if fresh:  # --fresh: what is stored now is not read; the workers store anew
+            for key in todo:
+                (base / f"{key}.json").unlink(missing_ok=True)
+    except OSError:
+        return []
+    todo.sort(key=lambda k: -COST_HINT.get(k, 1.0))
+    context = multiprocessing.get_context("fork")
+    counter = context.Value("i", 0)
+
+    def work() -> None:
+        # in a worker every key is read from the cache if some worker has stored it (in
+        # a --fresh run the old entries are gone), else derived and stored
+        registry.derive_fresh(False)
+        while True:
+            with counter.get_lock():
+                index = counter.value
+                counter.value += 1
+            if index >= len(todo):
+                break
+            try:
+                registry.get(todo[index]).derivation
+            except Exception:  # noqa: BLE001 -- derived again (and reported) by the parent
+                pass
+        sys.stderr.flush()
+        os._exit(0)
+
+    workers = [context.Process(target=work, daemon=True) for _ in range(jobs)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    done = [key for key in todo if (base / f"{key}.json").is_file()]
+    _filled.update(done)
+    return done

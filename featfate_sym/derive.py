@@ -156,6 +156,7 @@ def run(argv: list[str] | None = None) -> str:
             directory = cli.output_dir(args.write_docs, "--write-docs")
         except ValueError as err:
             raise UsageError(str(err)) from None
+        derivation_cache.fill(registry.keys())  # every family's results, in parallel
         paths = write_docs(directory)
         return "\n".join(str(p) for p in paths)
     if args.list:
@@ -169,6 +170,8 @@ def run(argv: list[str] | None = None) -> str:
     if args.dps is not None:
         raise UsageError("--dps is used together with --eval")
     chosen = _select(args.keys)
+    # uncached results: derived in parallel worker processes into the cache, read back here
+    derivation_cache.fill([r.key for r in chosen])
     if args.format == "json":
         return json.dumps([render.as_record(r, args.steps) for r in chosen], indent=2)
     show = {"text": render.as_text, "latex": render.as_latex, "markdown": render.as_markdown}[args.format]

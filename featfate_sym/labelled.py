@@ -1,5 +1,13 @@
-"""Registry results as labelled arrays: ``ff.theory(key, **params)``.
+"""Theory and simulation as one labelled type: ``ff.theory``, ``ff.simulate``, ``ff.compare``.
 
+``ff.theory(key, **params)`` is a registry result as an ``xarray.DataArray``;
+``ff.simulate(protocols, replicates=, seed=, **params)`` runs the protocols on shared
+target data and returns an ``xarray.Dataset`` laid out as a sweep (one dimension per
+array-valued parameter, then ``replicate``); ``ff.compare(key, simulation)`` tests the
+simulated mean against the result at every point, through the protocol table
+(:mod:`featfate_sym.protocols`) that says which variable the key predicts and where.
+
+Theory.
 A parameter given as a 1-D array becomes a dimension named after it (its values the
 coordinate); scalars become scalar coordinates; the result is evaluated on the outer
 grid of the array-valued parameters.  A vector-valued result gains a leading ``output``
@@ -14,7 +22,10 @@ import numpy as np
 
 from featfate_sym import registry
 
-__all__ = ["theory"]
+__all__ = ["theory", "simulate", "compare"]
+
+#: family-wise false-alarm rate of :func:`compare` by default (Bonferroni over its points)
+COMPARE_ALPHA = 1e-3
 
 
 def theory(key: str, **params):
@@ -48,3 +59,144 @@ def theory(key: str, **params):
              "source": result.status.source.value, "exactness": result.status.exactness.value,
              "regime": result.regime, "reference": result.reference}
     return xr.DataArray(np.array(out), dims=dims, coords=coords, name=result.key, attrs=attrs)
+
+
+def _grid_axes(params: dict) -> tuple[dict, dict]:
+    swept, fixed = {}, {}
+    for name, value in params.items():
+        arr = np.asarray(value, dtype=float)
+        if arr.ndim > 1:
+            raise ValueError(f"parameter {name} must be a number or a 1-D array (got shape {arr.shape})")
+        if arr.ndim == 1:
+            swept[name] = [int(v) if name in ("L", "d") and float(v).is_integer() else float(v) for v in arr]
+        else:
+            fixed[name] = value if name in ("L", "d") else float(value)
+    return swept, fixed
+
+
+def simulate(protocols=None, *, replicates: int, seed: int = 0, solver: str = "gd", device: str = "cpu",
+             dtype: str = "float64", options=None, progress=None, **params):
+    """Simulate ``protocols`` (names, ``fine_tune[1]``-style partial fine-tuning, or
+    :class:`~featfate_sym.protocols.Protocol` objects; default the paper's scratch, linear
+    transfer and fine-tuning) on shared target data, ``replicates`` experiments per point.
+
+    ``params``: the cell parameters ``gamma, theta, sigma, lam, L, d, gamma_s, sigma_s``
+    (validated through :mod:`featfate_sym.parameters`); each a number or a 1-D array, an
+    array becoming a dimension of the result; missing ones take the sweep defaults
+    (:data:`featfate_sym.sweeps.grid.DEFAULTS`: ``d = 500``, ``L = 2``, population source).
+
+    Returns an ``xarray.Dataset`` with the dimensions of the array parameters and
+    ``replicate``; one variable per observable (``risk_<tag>``, ``T_<tag>``), the
+    convergence flags ``converged_<tag>`` and the other diagnostics, a ``seed`` per point,
+    and provenance in the attributes (protocols, solver, replicates, base seed, package
+    versions).  Each point's seed derives from ``seed`` and its coordinates exactly as in a
+    sweep (:mod:`featfate_sym.sweeps.grid`), so a point has the same numbers here and in
+    ``python -m featfate_sym.simulate`` with the same base seed, and the result has the
+    layout of a sweep's ``results.nc``.  ``progress(done, total)``, if given, is called
+    after each point.
+    """
+    from functools import partial
+
+    from featfate_sym import protocols as protocol_table
+    from featfate_sym.simulation import run_cell
+    from featfate_sym.sweeps import storage
+    from featfate_sym.sweeps.grid import Grid
+
+    chosen = protocol_table.resolve(protocols)
+    swept, fixed = _grid_axes(params)
+    grid = Grid.build(swept, fixed=fixed, replicates=replicates, seed=seed)
+    names = [p.name for p in chosen]
+    function = partial(run_cell, solver=solver, options=options, protocols=chosen)
+    settings = {"replicates": grid.replicates, "dtype": dtype, "device": device, "solver": solver,
+                "protocols": ",".join(names)}
+    cells = {}
+    for cell in grid.cells():
+        arrays = function(dict(cell.params), replicates=grid.replicates, seed=cell.seed, device=device, dtype=dtype)
+        cells[cell.index] = storage.cell_dataset(cell, arrays, settings)
+        if progress is not None:
+            progress(cell.index + 1, grid.size)
+    attrs = {**storage.provenance(), "protocols": ",".join(names), "solver": solver, "replicates": grid.replicates,
+             "base_seed": grid.seed, "dtype": dtype, "device": device}
+    return storage._decode(storage.combine_cells(grid, cells, attrs))
+
+
+def _matching(key: str, simulation):
+    from featfate_sym import protocols as protocol_table
+
+    present = set(simulation.data_vars)
+    found = [(p, pred) for p, pred in protocol_table.predictions()
+             if pred.key == key and p.variable(pred.observable) in present]
+    if not found:
+        known = sorted({pred.key for _, pred in protocol_table.predictions()})
+        raise ValueError(f"key must be a result that predicts a variable of this simulation "
+                         f"(variables {', '.join(sorted(present))}; predicting keys {', '.join(known)}; got {key!r})")
+    return found
+
+
+def compare(key: str, simulation, *, alpha: float = COMPARE_ALPHA, allowance: float = 0.0):
+    """Test the simulated mean of the variable that ``key`` predicts against the result,
+    at every point of ``simulation`` (from :func:`simulate` or a sweep) where the
+    prediction holds (:meth:`featfate_sym.protocols.Prediction.applies`).
+
+    Returns an ``xarray.Dataset`` over the points, with ``theory``, ``mean``, ``se``
+    (standard error over the replicates), ``z = (mean - theory) / se`` (Student t with
+    ``replicates - 1`` degrees of freedom under the prediction), ``critical`` (two-sided
+    t critical value at ``alpha`` split over the points compared, Bonferroni) and
+    ``passed`` (``|mean - theory| <= critical se + allowance``); points where the
+    prediction does not hold are NaN (``passed`` false).  The attributes give the key,
+    the variable, the protocol, the form, the result's status, ``alpha``, the number of
+    comparisons and the false-alarm rate per point, ``alpha / comparisons``.  A limit form
+    compared at finite ``d`` also measures the finite-size bias, which ``allowance``
+    (a derived bound, default 0) may admit; see :class:`featfate_sym.stats.Comparison`.
+    """
+    import xarray as xr
+
+    from featfate_sym import protocols as protocol_table
+    from featfate_sym.stats import mean_se, t_critical
+
+    if not (0 < alpha < 1):
+        raise ValueError(f"alpha must be in (0, 1) (got {alpha!r})")
+    result = registry.get(key)
+    candidates = _matching(key, simulation)
+    dims = [d for d in simulation.dims if d != "replicate"]
+    shape = tuple(simulation.sizes[d] for d in dims)
+    theory_values, means, ses, counts = (np.full(shape, np.nan) for _ in range(4))
+    used = set()
+    for index in np.ndindex(*shape):
+        point = simulation.isel(dict(zip(dims, index)))
+        params = protocol_table.cell_params(point.coords)
+        for protocol, prediction in candidates:
+            if not prediction.applies(params):
+                continue
+            values = np.asarray(point[protocol.variable(prediction.observable)].values, dtype=float)
+            values = values[np.isfinite(values)]
+            if values.size < 2:
+                break
+            estimate = mean_se(values)
+            theory_values[index] = float(result.evaluate(**prediction.arguments(params)))
+            means[index], ses[index], counts[index] = estimate.mean, estimate.se, estimate.n
+            used.add((protocol.name, prediction.form, protocol.variable(prediction.observable)))
+            break
+    compared = np.isfinite(means) & np.isfinite(theory_values)
+    m = int(compared.sum())
+    if m == 0:
+        conditions = "; ".join(f"{p.name}: {pr.when or pr.source + ' source'}" for p, pr in candidates)
+        raise ValueError(f"{key}: no point of this simulation where its prediction holds ({conditions})")
+    crit = np.full(shape, np.nan)
+    for index in np.ndindex(*shape):
+        if compared[index]:
+            crit[index] = t_critical(counts[index] - 1, alpha, m)
+    with np.errstate(divide="ignore", invalid="ignore"):  # se = 0 at an exact point: z = +-inf or 0
+        z = np.where(ses > 0, (means - theory_values) / ses, np.where(means == theory_values, 0.0, np.inf))
+    z = np.where(compared, z, np.nan)
+    passed = np.zeros(shape, dtype=bool)
+    passed[compared] = np.abs(means - theory_values)[compared] <= crit[compared] * ses[compared] + allowance
+    coords = {d: simulation.coords[d] for d in dims}
+    data = {"theory": (dims, theory_values), "mean": (dims, means), "se": (dims, ses), "z": (dims, z),
+            "critical": (dims, crit), "passed": (dims, passed), "replicates": (dims, counts)}
+    protocol_name, form, variable = (" / ".join(sorted({u[i] for u in used})) for i in range(3))
+    attrs = {"key": key, "variable": variable, "protocol": protocol_name, "form": form,
+             "status": result.status.value, "alpha": alpha, "comparisons": m,
+             "false_alarm_rate": alpha / m, "allowance": allowance,
+             "all_passed": bool(passed[compared].all())}
+    return xr.Dataset(data, coords=coords, attrs=attrs)

@@ -76,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gamma", type=float, default=0.5, help="gamma of the ridge curve's simulation points")
     p.add_argument("--gamma-s", type=float, nargs="+", default=[0.5, 1.5], help="source sample ratio(s)")
     p.add_argument("--sigma-s", type=float, default=0.2, help="source noise level")
-    p.add_argument("--kind", choices=("lt", "ft"), default="lt", help="procedure of slices and surface")
+    from featfate_sym.plotting.slices import kinds
+
+    p.add_argument("--kind", choices=kinds(), default="lt",
+                   help="protocol (tag) of slices and surface: lt linear transfer, ft fine-tuning, ft1 first layer only")
     return p
 
 

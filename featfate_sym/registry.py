@@ -87,6 +87,8 @@ FAMILIES = {
     "finite_source": "Finite source data",
     "distances": "Data-centric distances",
     "two_layer_relu": "Two-layer ReLU networks",
+    "classification": "Classification of Gaussian mixtures",
+    "finite_step": "Finite step size, SGD and the time course of training",
 }
 
 
@@ -114,6 +116,34 @@ class Param:
     def latex(self) -> str:
         """The parameter's LaTeX name (``lam`` prints as ``\\lambda``)."""
         return symbols.latex(self.symbol)
+
+    def restricted(self, *, lower=None, upper=None, lower_open=None, upper_open=None) -> "Param":
+        """The same parameter on a narrower domain (a result that needs ``sigma > 0``);
+        raises ``ValueError`` if the new domain is not inside this one."""
+        new = dataclasses.replace(
+            self,
+            lower=self.lower if lower is None else sp.sympify(lower),
+            upper=self.upper if upper is None else sp.sympify(upper),
+            lower_open=self.lower_open if lower_open is None else lower_open,
+            upper_open=self.upper_open if upper_open is None else upper_open,
+        )
+        if not new.within(self):
+            raise ValueError(f"{new.name} in {new.domain_text()} is not inside its declared domain {self.domain_text()}")
+        return new
+
+    def within(self, other: "Param") -> bool:
+        """Whether this parameter is ``other`` on the same or a narrower domain."""
+        if self.symbol != other.symbol or self.integer != other.integer:
+            return False
+        if other.lower is not None:
+            if self.lower is None or bool(self.lower < other.lower) or (
+                    self.lower == other.lower and other.lower_open and not self.lower_open):
+                return False
+        if other.upper is not None:
+            if self.upper is None or bool(self.upper > other.upper) or (
+                    self.upper == other.upper and other.upper_open and not self.upper_open):
+                return False
+        return True
 
     def domain_text(self) -> str:
         lo = "-inf" if self.lower is None else _num_text(self.lower)

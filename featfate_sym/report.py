@@ -116,73 +116,57 @@ def critical_values(rows: Sequence[Agreement], alpha: float = TABLE_ALPHA) -> li
     return [r.critical(m, alpha) if math.isfinite(r.z) else math.nan for r in rows]
 
 
-# (simulated variable, form label, registry key, parameters it takes from the grid point);
-# "n" is the simulated sample count round(gamma d), and the finite-n forms hold at lam = 0
-_COMPARISONS = (
-    ("risk_sc", "limit", "scratch.risk", ("gamma", "sigma")),
-    ("risk_sc", "finite n, d", "scratch.risk_finite", ("n", "d", "sigma")),
-    ("risk_lt", "limit", "lt.risk", ("theta", "lam")),
-    ("risk_lt", "finite n (lam = 0)", "lt.risk_finite", ("n", "theta", "sigma")),
-    ("T_lt", "limit", "lt.transferability", ("gamma", "theta", "sigma", "lam")),
-    ("T_ft", "paper (c = 1)", "ft.transferability", ("gamma", "theta")),
-    ("T_ft", "exact balanced flow", "ft.transferability_exact", ("gamma", "theta", "sigma", "L")),
-    # finite-source cells (the comparisons that take gamma_s); lt.risk_finite_source is the
-    # n -> oo limit of the lam = 0 readout
-    ("risk_lt", "finite source, limit (lam = 0)", "lt.risk_finite_source", ("theta", "gamma_s", "sigma_s")),
-    ("T_ft", "finite source, c = 1", "ft.transferability_finite_source", ("gamma", "theta", "gamma_s", "sigma_s")),
-    ("T_ft", "finite source, exact balanced flow", "ft.transferability_finite_source_exact",
-     ("gamma", "theta", "sigma", "gamma_s", "sigma_s", "L")),
-)
-
-
 def agreement(dataset) -> list[Agreement]:
-    """Theory against simulation at every grid point of ``dataset``: population-source cells
-    against the population-source results, finite-source cells (finite ``gamma_s``) against
-    scratch and the finite-source results (``T_ft`` in the c = 1 and exact forms, ``risk_lt``
-    at ``lam = 0``)."""
+    """Theory against simulation at every grid point of ``dataset``: every prediction of
+    the protocol table (:mod:`featfate_sym.protocols`) whose variable the dataset holds,
+    at the points where it holds (population-source results at population-source
+    points, finite-source results at finite ``gamma_s``, ``lam = 0`` forms at ``lam = 0``)."""
     import featfate_sym as ff
+    from featfate_sym import protocols
 
     known = set(ff.keys())
+    pairs = [(p, pred) for p, pred in protocols.predictions()
+             if pred.key in known and p.variable(pred.observable) in dataset.data_vars]
     dims = [d for d in dataset.dims if d != "replicate"]
     rows: list[Agreement] = []
     for index in np.ndindex(*[dataset.sizes[d] for d in dims]):
         cell = dataset.isel(dict(zip(dims, index)))
-        params = {name: float(cell.coords[name]) for name in ("gamma", "theta", "sigma", "lam", "L", "d", "gamma_s", "sigma_s")
-                  if name in cell.coords}
-        finite_source = math.isfinite(params.get("gamma_s", math.inf))
-        if "d" in params:
-            params["n"] = float(round(params["gamma"] * params["d"]))
-        for variable, form, key, names in _COMPARISONS:
-            # a finite-source cell compares scratch and the results that take gamma_s; a
-            # population-source cell everything else
-            if variable not in cell.data_vars or key not in known or (
-                    variable != "risk_sc" and finite_source != ("gamma_s" in names)):
+        params = protocols.cell_params(cell.coords)
+        for protocol, prediction in pairs:
+            if not prediction.applies(params):
                 continue
-            if any(name not in params for name in names) or (
-                    key in ("lt.risk_finite", "lt.risk_finite_source") and params.get("lam", 0) != 0):
-                continue
+            variable = protocol.variable(prediction.observable)
             values = np.asarray(cell[variable].values, dtype=float)
             values = values[np.isfinite(values)]
             if values.size < 2:
                 continue
+            arguments = prediction.arguments(params)
             try:
-                theory = float(ff.get(key).evaluate(**{n: params[n] for n in names}))
+                theory = float(ff.get(prediction.key).evaluate(**arguments))
             except ValueError:
                 theory = math.nan
-            rows.append(Agreement(params, variable, form, theory, float(values.mean()),
+            rows.append(Agreement({**params, **arguments}, variable, prediction.form, theory, float(values.mean()),
                                   float(values.std(ddof=1) / math.sqrt(values.size)), int(values.size)))
     return rows
 
 
 def summary(rows: Sequence[Agreement]) -> list[tuple[str, str, int, float, float]]:
-    """(quantity, form, points, largest |z|, mean |z|) per compared quantity; the flags of
-    :func:`critical_values` say which ``|z|`` are beyond the table's critical values."""
+    """(quantity, form, points, largest |z|, mean |z|) per compared quantity, in the order
+    of the protocol table; the flags of :func:`critical_values` say which ``|z|`` are
+    beyond the table's critical values."""
+    from featfate_sym import protocols
+
     out = []
-    for variable, form, _, _ in _COMPARISONS:
-        zs = np.array([abs(r.z) for r in rows if r.quantity == variable and r.form == form], dtype=float)
+    seen = set()
+    for protocol, prediction in protocols.predictions():
+        variable = protocol.variable(prediction.observable)
+        if (variable, prediction.form) in seen:
+            continue
+        seen.add((variable, prediction.form))
+        zs = np.array([abs(r.z) for r in rows if r.quantity == variable and r.form == prediction.form], dtype=float)
         zs = zs[np.isfinite(zs)]
         if zs.size:
-            out.append((variable, form, int(zs.size), float(zs.max()), float(zs.mean())))
+            out.append((variable, prediction.form, int(zs.size), float(zs.max()), float(zs.mean())))
     return out
 
 
@@ -353,6 +337,18 @@ def build(out: Path, dataset, *, quick: bool, log=lambda _: None, command: str =
     else:
         h.append("<p>No simulation results.</p>")
         md += ["No simulation results.", ""]
+
+    from featfate_sym import protocols
+
+    h.append("<h2>Protocols</h2><table><tr><th class='l'>protocol</th><th class='l'>trained layers</th>"
+             "<th class='l'>predicting results</th><th class='l'>regime</th></tr>")
+    md += ["## Protocols", "", "| protocol | trained layers | predicting results | regime |", "|---|---|---|---|"]
+    for name, layers, keys_text, regime in protocols.table():
+        h.append(f"<tr><td class='l'><code>{html.escape(name)}</code></td><td class='l'>{html.escape(layers)}</td>"
+                 f"<td class='l'>{html.escape(keys_text)}</td><td class='l'>{html.escape(regime)}</td></tr>")
+        md.append(f"| `{name}` | {layers} | {keys_text} | {regime} |")
+    h.append("</table>")
+    md.append("")
 
     h.append("<h2>Figures</h2>")
     md += ["## Figures", ""]

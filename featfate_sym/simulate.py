@@ -34,25 +34,30 @@ from __future__ import annotations
 import math
 import shlex
 import sys
+import types
 
-from featfate_sym import cli
+from featfate_sym import cli, parameters
 from featfate_sym.sweeps.executors import SOLVER_CELLS
 from featfate_sym.sweeps.grid import MAX_AXIS_VALUES, MAX_CELLS, MAX_SEED, Grid
 from featfate_sym.sweeps.presets import PRESETS, preset_axes, preset_solver
 
 __all__ = ["main", "parse_values"]
 
-# flag -> (axis, allowed range text, check(value) -> bool, integer)
-_AXIS_FLAGS = {
-    "gamma": ("gamma", "in (0, inf)", lambda v: 0 < v < math.inf, False),
-    "theta": ("theta", "in [0, pi]", lambda v: 0 <= v <= math.pi, False),
-    "sigma": ("sigma", "in [0, inf)", lambda v: 0 <= v < math.inf, False),
-    "lam": ("lam", "in [0, inf)", lambda v: 0 <= v < math.inf, False),
-    "L": ("L", "an integer >= 1", lambda v: v >= 1, True),
-    "d": ("d", "an integer >= 2", lambda v: v >= 2, True),
-    "gamma-s": ("gamma_s", "in (0, inf] (inf: population source)", lambda v: v > 0, False),
-    "sigma-s": ("sigma_s", "in [0, inf)", lambda v: 0 <= v < math.inf, False),
-}
+# flag -> axis; each axis is validated through its declaration in featfate_sym.parameters
+_AXIS_FLAGS = {"gamma": "gamma", "theta": "theta", "sigma": "sigma", "lam": "lam", "L": "L", "d": "d",
+               "gamma-s": "gamma_s", "sigma-s": "sigma_s"}
+#: the simulator needs two input dimensions (teachers at an angle)
+_DIM = parameters.d.restricted(lower=2)
+
+
+def _declaration(axis: str):
+    return _DIM if axis == "d" else parameters.get(axis)
+
+
+def _allowed(axis: str) -> str:
+    text = _declaration(axis).domain_text()
+    text = f"an {text}" if text.startswith("integer") else f"in {text}"
+    return f"{text} or inf (the population source)" if axis == "gamma_s" else text
 
 
 class _UsageError(Exception):
@@ -122,9 +127,10 @@ def _parser() -> _Parser:
         "An axis with one value is fixed, with several it is swept.",
     )
     parser.add_argument("--preset", choices=PRESETS, default="quick", help="base grid (default quick)")
-    for flag, (axis, allowed, _, _) in _AXIS_FLAGS.items():
+    for flag, axis in _AXIS_FLAGS.items():
         names = [f"--{flag}"] + ([f"--{axis}"] if axis != flag else [])
-        parser.add_argument(*names, dest=axis, metavar="VALUES", help=f"values of {axis}, {allowed}")
+        parser.add_argument(*names, dest=axis, metavar="VALUES",
+                            help=f"values of {axis} ({_declaration(axis).description}), {_allowed(axis)}")
     parser.add_argument(
         "--solver",
         choices=tuple(SOLVER_CELLS),
@@ -147,7 +153,7 @@ def _parser() -> _Parser:
 def _grid(args) -> Grid:
     swept, fixed, replicates = preset_axes(args.preset)
     axes = {**swept, **fixed}
-    for flag, (axis, allowed, check, integer) in _AXIS_FLAGS.items():
+    for flag, axis in _AXIS_FLAGS.items():
         text = getattr(args, axis)
         if text is None:
             continue
@@ -155,10 +161,14 @@ def _grid(args) -> Grid:
             values = parse_values(text, f"--{flag}")
         except ValueError as err:
             raise _UsageError(str(err)) from None
+        declaration = _declaration(axis)
+        checked = []
         for value in values:
-            if math.isnan(value) or not check(value) or (integer and not float(value).is_integer()):
-                raise _UsageError(f"--{flag} must be {allowed} (got {value:g})")
-        axes[axis] = [int(v) for v in values] if integer else values
+            try:
+                checked.append(parameters.scalar(declaration, value, allow_inf=axis == "gamma_s"))
+            except ValueError:
+                raise _UsageError(f"--{flag} must be {_allowed(axis)} (got {value:g})") from None
+        axes[axis] = checked
     # several values: swept; one value: fixed (a preset's swept axes stay swept unless given)
     swept_axes = {}
     fixed_axes = {}
@@ -268,6 +278,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"results: {report.path}")
     return 0
 
+
+class _CallableModule(types.ModuleType):
+    """``featfate_sym.simulate`` is this command line *and* the labelled simulator:
+    importing this module rebinds the package's name ``simulate`` (the function
+    :func:`featfate_sym.labelled.simulate`) to it, so calling it forwards to that
+    function and ``ff.simulate(protocols, replicates=, ...)`` works either way."""
+
+    def __call__(self, protocols=None, **kwargs):
+        from featfate_sym.labelled import simulate
+
+        return simulate(protocols, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -88,6 +88,13 @@ r2 = sp.Symbol("r2", real=True, positive=True)
 rho = sp.Symbol("rho", real=True)
 
 
+# --- classification of Gaussian mixtures -------------------------------------------
+#: norm of the class means, ``|mu_s| = |mu_t| = m`` (signal strength of the mixture
+#: ``x = y mu + z``).  Its name is ``m``, the parameter name of the ``clf.*`` results; it
+#: is a different symbol from the Stieltjes-transform value ``m`` above (no assumptions),
+#: and the two never occur in one expression
+m_mean = sp.Symbol("m", positive=True)
+
 # --- how the symbols print ------------------------------------------------------------
 #: LaTeX of the symbols whose SymPy name does not print as intended (``lam`` is the
 #: parameter's user-facing name, ``\lambda`` its mathematical one)
@@ -99,3 +106,12 @@ def latex(expr) -> str:
     import sympy
 
     return sympy.latex(expr, symbol_names=LATEX_NAMES)
+
+
+# --- finite step size and the time course of training (family finite_step) ---------
+#: norm of the end-to-end vector at a minimum, ``|beta|`` (positive)
+beta_norm = sp.Symbol("beta_norm", real=True, positive=True)
+#: largest eigenvalue of the input second-moment matrix ``Sxx`` (the top data curvature)
+lambda_max = sp.Symbol("lambda_max", real=True, positive=True)
+LATEX_NAMES[beta_norm] = r"|\beta|"
+LATEX_NAMES[lambda_max] = r"\lambda_{\max}"

@@ -23,16 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from featfate_sym import cli
-
-from featfate_sym.relu_overlap import overlap_monte_carlo
-from featfate_sym.simulation.relu import (
-    MeanFieldStudent,
-    TrainingOptions,
-    make_relu_tasks,
-    pretrain_student,
-    sample_relu_data,
-)
-from featfate_sym.simulation.relu_phase import SCALES, simulate_relu_phase
+from featfate_sym.simulation.relu import TrainingOptions
+from featfate_sym.studies.relu_phase import SCALES, overlap_checks, relu_step_times, simulate_relu_phase
 
 
 def _parse(argv):
@@ -67,18 +59,8 @@ def _mean_se(values):
 
 def time_steps(args, shape) -> None:
     """Seconds per step of pretraining and of target training; extrapolated totals."""
-    tasks = make_relu_tasks(shape["input_dim"], shape["teacher_width"], 0.25, seed=0, device=args.device)
-    student = MeanFieldStudent.small_init(shape["student_width"], shape["input_dim"], init_scale=1e-3, seed=1, device=args.device)
-    opts = TrainingOptions(lr=args.lr, max_steps=args.time_steps, tol=0.0)
-    # warm-up: the first call derives the kernel with SymPy and compiles it (seconds)
-    pretrain_student(student.clone(), tasks.source, TrainingOptions(lr=args.lr, max_steps=1, tol=0.0))
-    rec = pretrain_student(student, tasks.source, opts)
-    per_pre = rec.seconds / max(rec.steps, 1)
-    x, y = sample_relu_data(tasks.target, max(args.n_values), seed=2)
-    from featfate_sym.simulation.relu import fine_tune_relu
-
-    rec_t = fine_tune_relu(student, x, y, opts)
-    per_target = rec_t.seconds / max(rec_t.steps, 1)
+    per_pre, per_target = relu_step_times(**shape, lr=args.lr, steps=args.time_steps, n_samples=max(args.n_values),
+                                          device=args.device)
     cells = len(args.mus) * len(args.n_values) * args.seeds
     total = len(args.mus) * args.pretrain_steps * per_pre + cells * 2 * args.target_steps * per_target
     print(f"scale {args.scale} {shape} device {args.device}")
@@ -102,19 +84,14 @@ def table(args, shape) -> list[dict]:
     )
     print(f"{'mu':>5} {'n':>6} {'overlap':>9} {'MC (held-out)':>17} {'R_lt':>16} {'R_sc':>16} "
           f"{'R_ft':>16} {'src risk':>9} {'conv sc/ft':>10}")
+    # the Monte Carlo check of each mu's overlap, on the same tasks as the grid's task seed 0
+    checks = overlap_checks(grid, n_samples=args.mc_samples, seed=int(grid.n_values[0]))
     cells = []
     for i, mu in enumerate(grid.mus):
         mu = float(mu)
         for j, n in enumerate(grid.n_values):
             n = int(n)
-            mc = None
-            if j == 0:
-                # the same tasks as the grid's task seed 0
-                target = make_relu_tasks(shape["input_dim"], shape["teacher_width"], mu, seed=0).target
-                mc = overlap_monte_carlo(
-                    grid.pretrained_weights[i, 0], target.weights.numpy(), target.readout.numpy(),
-                    n_samples=args.mc_samples, seed=n,
-                )
+            mc = checks[i] if j == 0 else None
             cell = dict(
                 mu=mu, n=n, overlap=float(grid.overlap[i, 0]), mc=mc,
                 lt=grid.risk_linear_transfer[i, j].tolist(), sc=grid.risk_scratch[j].tolist(),

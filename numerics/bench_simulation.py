@@ -20,132 +20,26 @@ Usage::
     python numerics/bench_simulation.py            # full size (several minutes)
     python numerics/bench_simulation.py --quick    # small version (seconds)
 
-Timings are wall-clock medians on one thread (``torch.set_num_threads``, default 1).
+Timings are wall-clock medians on one thread (``torch.set_num_threads``, default 1).  The
+timed computations are in :mod:`featfate_sym.studies.benchmarks`.
 """
 
 from __future__ import annotations
 
-import math
-import statistics
 import sys
-import time
-from dataclasses import replace
 
 import torch
 
 from featfate_sym import cli
-from featfate_sym.simulation import (
-    EngineOptions,
-    gradient_descent,
-    make_teachers,
-    population_data,
-    pretrain,
-    sample_regression,
-    small_init,
+from featfate_sym.studies.benchmarks import (
+    benchmark_problem,
+    conventional_step_time,
+    engine_step_time,
+    floor_step_time,
+    steps_to_converge,
 )
-from featfate_sym.simulation.deep_linear import whitened_problem
-from featfate_sym.simulation.tasks import to_device
-from featfate_sym.simulation.training import matvec, rmatvec
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def _setup(replicates, dim, n, dtype, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    teachers = make_teachers(replicates, dim, math.pi / 4, gen)
-    data = sample_regression(teachers.target, n, 0.2, gen)
-    # start from moderately sized weights so no step is spent at the plateau
-    weights = [w.to(dtype) for w in small_init(replicates, dim, 2, gen, scale=0.1)]
-    return data, weights
-
-
-def engine_step_time(data, weights, dtype, steps):
-    """Seconds per step of :func:`gradient_descent` (adaptive step, checks every 10)."""
-    dev_data = to_device(data, "cpu", dtype)
-
-    def run():
-        w = [x.clone() for x in weights]
-        gradient_descent(w, dev_data, tol=1e-300, max_steps=steps)
-
-    run()  # warm-up
-    return _median_time(run, 3) / steps
-
-
-def conventional_step_time(data, weights, dtype, steps):
-    """Seconds per step of full-batch autograd training on the data matrix."""
-    x = data.design.to(dtype)
-    y = data.labels.to(dtype)
-    n = x.shape[1]
-
-    def run():
-        w1 = weights[0].clone().requires_grad_(True)
-        w2 = weights[1].clone().requires_grad_(True)
-        for _ in range(steps):
-            pred = ((x @ w1) @ w2.unsqueeze(-1)).squeeze(-1)
-            loss = ((pred - y) ** 2).sum() / n  # sum over replicates of each mean loss
-            g1, g2 = torch.autograd.grad(loss, (w1, w2))
-            with torch.no_grad():
-                w1 -= 0.01 * g1
-                w2 -= 0.01 * g2
-
-    run()
-    return _median_time(run, 3) / steps
-
-
-def floor_step_time(data, weights, dtype, steps):
-    """Seconds per step of the bare arithmetic: 2 products with W_1, one with Sxx, and
-    the rank-one and vector updates (L = 2), fixed step, no checks."""
-    sxx = data.sxx.to(dtype)
-    sxy = data.sxy.to(dtype)
-
-    def run():
-        w1, w2 = (x.clone() for x in weights)
-        eta = 0.01
-        for _ in range(steps):
-            beta = matvec(w1, w2)
-            g = 2.0 * (rmatvec(sxx, beta) - sxy)
-            a2 = rmatvec(w1, g)
-            w1.baddbmm_(g.unsqueeze(-1), w2.unsqueeze(-2), alpha=-eta)
-            w2.sub_(eta * a2)
-
-    run()
-    return _median_time(run, 3) / steps
-
-
-def steps_to_converge(dim, replicates, gamma, depth, dtype, max_steps, fixed_step, solver="gd"):
-    """Steps of scratch and fine-tuning at ``gamma`` (sigma = 0.2, theta = pi/4); the same
-    data, pretrained weights and scratch initialisation for every solver."""
-    gen = torch.Generator().manual_seed(1)
-    teachers = make_teachers(replicates, dim, math.pi / 4, gen)
-    raw = sample_regression(teachers.target, round(gamma * dim), 0.2, gen)
-    data = to_device(raw, "cpu", dtype)
-    opts = EngineOptions(max_steps=max_steps, solver=solver).resolved(dtype)
-    pre, _ = pretrain(population_data(teachers.source), depth, gen, opts, dtype=dtype)
-    out = {}
-    if solver == "whitened":
-        white, tol = whitened_problem(raw, opts.tol)
-        data, opts = to_device(white, "cpu", dtype), replace(opts, tol=tol)
-    for label, init in (
-        ("scratch", [w.to(dtype) for w in small_init(replicates, dim, depth, gen, scale=opts.init_scale)]),
-        ("fine-tune", [w.clone() for w in pre]),
-    ):
-        # the engine's settings: fine-tuning keeps its balance control (adaptive runs only)
-        control = opts.fine_tune_drift_control if (label == "fine-tune" and fixed_step is None) else None
-        t0 = time.perf_counter()
-        run = gradient_descent(
-            init, data, tol=opts.tol, max_steps=max_steps, step_size=fixed_step, drift_control=control
-        )
-        out[label] = (run, time.perf_counter() - t0)
-    return out
 
 
 def main(argv=None) -> int:
@@ -175,7 +69,7 @@ def main(argv=None) -> int:
     for name in dtypes:
         dtype = DTYPES[name]
         for n in ns:
-            data, weights = _setup(reps, dim, n, dtype)
+            data, weights = benchmark_problem(reps, dim, n, dtype)
             conv = conventional_step_time(data, weights, dtype, max(steps // 5, 5))
             eng = engine_step_time(data, weights, dtype, steps)
             flo = floor_step_time(data, weights, dtype, steps)

@@ -3,9 +3,9 @@
 Evaluates ``lt.transferability`` and ``ft.transferability_exact`` on a ``size x size``
 ``(theta, gamma)`` grid (default 1000 x 1000) through the registry's compiled NumPy
 function and through a hand-written NumPy expression of the same formula (SPEC.md,
-sections "Linear transfer" and "Fine-tuning ... exact form"; typed here only as the
-benchmark's baseline), checks that both agree, and prints the time ratio (goal:
-compiled <= 1.5 x hand-written).  Then times rendering ``lt-phase`` at full resolution
+sections "Linear transfer" and "Fine-tuning ... exact form"; typed in
+featfate_sym.studies.benchmarks only as the benchmark's baseline), checks that both
+agree, and prints the time ratio (goal: compiled <= 1.5 x hand-written).  Then times rendering ``lt-phase`` at full resolution
 (PNG + PDF).
 
     python numerics/bench_theory.py               # 1000 x 1000, best of 3
@@ -22,47 +22,12 @@ import numpy as np
 
 import featfate_sym as ff
 from featfate_sym import cli
-
-
-# --- hand-written baselines -------------------------------------------------------------
-def lt_transferability_by_hand(gamma, theta, sigma, lam):
-    """T_lt = R_sc - R_lt, R_sc the double-descent risk, R_lt the ridge readout risk."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r_sc = np.where(gamma < 1, (1 - gamma) + gamma * sigma**2 / (1 - gamma), sigma**2 / (gamma - 1))
-        r_sc = np.where(gamma == 1, np.where(sigma > 0, np.inf, 0.0), r_sc)
-    r_lt = 1 - (1 + 2 * lam) / (1 + lam) ** 2 * np.cos(theta) ** 2
-    return r_sc - r_lt
-
-
-def ft_transferability_exact_by_hand(gamma, theta, sigma, depth, iterations=100):
-    """T_ft = (1-gamma)(2 c^(L-1) cos(theta) - c^(2L-2)) for gamma < 1 (0 above), with c > 0
-    the root of c^(2L) - a c^(2L-2) - b, a = 1 - gamma, b = gamma + gamma sigma^2/(1-gamma),
-    found by Newton from above (f is increasing and convex right of the root)."""
-    below = gamma < 1
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a = 1 - gamma
-        b = gamma + gamma * sigma**2 / a
-        c = np.sqrt(a + b ** (1 / depth) + 1.0)  # f(c) > 0 here
-        for _ in range(iterations):
-            c2 = c * c
-            p = c2 ** (depth - 1)
-            f = p * c2 - a * p - b
-            df = (2 * depth * p * c2 - (2 * depth - 2) * a * p) / c
-            step = f / df
-            c = c - step
-            if np.all(~below | (np.abs(step) <= 4 * np.finfo(float).eps * c)):
-                break
-        q = c ** (depth - 1)
-        return np.where(below, (1 - gamma) * (2 * q * np.cos(theta) - q * q), 0.0)
-
-
-def _best(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), out
+from featfate_sym.studies.benchmarks import (
+    best_time,
+    ft_transferability_exact_by_hand,
+    lt_transferability_by_hand,
+    max_abs_difference,
+)
 
 
 def main(argv=None) -> int:
@@ -106,17 +71,15 @@ def main(argv=None) -> int:
     worst = 0.0
     for label, arrays in (("dense", dense), ("open", opened)):
         for name, compiled, by_hand in cases(*arrays):
-            t_h, out_h = _best(by_hand, args.repeat)
+            t_h, out_h = best_time(by_hand, args.repeat)
             try:
-                t_c, out_c = _best(compiled, args.repeat)
+                t_c, out_c = best_time(compiled, args.repeat)
             except (ValueError, TypeError) as err:
                 print(f"{name:26s} {label:9s} {'fails':>13s} {t_h:12.4f}  ({type(err).__name__}: {str(err)[:60]})")
                 continue
-            out_h = np.broadcast_to(out_h, out_c.shape)
-            both = np.isfinite(out_c) & np.isfinite(out_h)
-            if not np.array_equal(np.isfinite(out_c), np.isfinite(out_h)):
+            diff, same_finite = max_abs_difference(out_c, out_h)
+            if not same_finite:
                 print(f"  warning: {name}: compiled and hand-written disagree on where the value is finite")
-            diff = float(np.max(np.abs(out_c[both] - out_h[both]))) if both.any() else float("nan")
             worst = max(worst, t_c / t_h)
             print(f"{name:26s} {label:9s} {t_c:13.4f} {t_h:12.4f} {t_c / t_h:7.2f} {diff:11.2e}")
     print(f"goal: ratio <= 1.5 -> {'met' if worst <= 1.5 else 'NOT met'} (worst {worst:.2f})")

@@ -5,7 +5,7 @@ its derived lower bound), the same for two-layer ReLU teachers (the in-span fami
 and a nearer target with replaced neurons), and the figure.
 
 Tasks: x ~ N(0, I_d), y | x ~ N(beta_t . x, sigma^2), beta_t = a * unit(theta) against the
-unit source teacher (featfate_sym.distances_vs_transfer; paper v1 Thm 2.2, v2 appendix).
+unit source teacher (featfate_sym.studies.distances_vs_transfer; paper v1 Thm 2.2, v2 appendix).
 
     python numerics/distances_table.py                      # table and pair only
     python numerics/distances_table.py --out figures        # and distances_vs_transfer.png/.pdf
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     if args.gamma == 1.0:
         parser.error("gamma must differ from 1 (T = +oo on the scratch peak)")
 
-    from featfate_sym import distances_vs_transfer as dvt
+    from featfate_sym.studies import distances_vs_transfer as dvt
 
     try:
         table = dvt.correlation_table(args.sigma, args.lam, args.gamma)

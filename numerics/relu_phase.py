@@ -5,7 +5,7 @@ For each removed fraction ``mu`` (the source teacher is the target teacher witho
 fraction ``mu`` of its neurons) and each number ``n`` of target samples, over
 ``--seeds`` replicates (replicate ``r``: teacher, removal and pretraining from seed
 ``SEED + r``, target samples and scratch initialisation from seed ``SEED + r``; see
-``featfate_sym.simulation.relu_phase``):
+``featfate_sym.studies.relu_phase``):
 
 - ``T_lt = R_scratch - R_lt`` and ``T_ft = R_scratch - R_ft``, paired on the same target
   samples, mean +- standard error over replicates;
@@ -43,7 +43,7 @@ from featfate_sym import cli
 from featfate_sym.sweeps.storage import atomic_write
 
 PROG = "relu_phase"
-SCALE_NAMES = ("tiny", "small", "default", "paper")  # featfate_sym.simulation.relu_phase.SCALES
+SCALE_NAMES = ("tiny", "small", "default", "paper")  # featfate_sym.studies.relu_phase.SCALES
 DEFAULT_N = [25, 60, 144, 346, 832, 2000]  # 25 * 80 ** (k / 5), rounded: log-spaced
 SYMBOL = {1: "+", -1: "-", 0: "?"}
 
@@ -121,7 +121,7 @@ def _crossings_text(n_values, decision, crossings) -> str:
 
 
 def print_tables(grid, maps, z_crit: float, min_effect: float) -> None:
-    from featfate_sym.phase_boundary import one_sided_false_alarm
+    from featfate_sym.studies.phase_boundary import one_sided_false_alarm
 
     k = grid.replicates
     alarm = one_sided_false_alarm(z_crit, k)
@@ -232,9 +232,9 @@ def main(argv=None) -> int:
     parser, args = _parse(argv)
     import torch
 
-    from featfate_sym.phase_boundary import sign_map
+    from featfate_sym.studies.phase_boundary import sign_map
     from featfate_sym.simulation.relu import TrainingOptions
-    from featfate_sym.simulation.relu_phase import SCALES, simulate_relu_phase
+    from featfate_sym.studies.relu_phase import SCALES, simulate_relu_phase
 
     torch.set_num_threads(args.threads)
     shape = SCALES[args.scale]

@@ -1,7 +1,7 @@
 """Phase diagram of linear transfer against the optimally tuned ridge scratch baseline:
 simulation beside theory over (theta, gamma).
 
-Per cell (featfate_sym.simulation.ridge_baseline_phase): T_lt^tuned = R_ridge_opt - R_lt,
+Per cell (featfate_sym.studies.ridge_baseline_phase): T_lt^tuned = R_ridge_opt - R_lt,
 theory (scratch.risk_optimal_ridge - lt.risk, the limit at n/d; and the same with the
 readout's exact finite-n risk lt.risk_finite, which the z-score uses), simulated mean +- SE
 and z; and T_lt against minimum-norm scratch (theory lt.transferability, its exact
@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="low-resolution theory maps")
     args = parser.parse_args(argv)
 
-    from featfate_sym.simulation.ridge_baseline_phase import simulate_ridge_baseline_phase
+    from featfate_sym.studies.ridge_baseline_phase import simulate_ridge_baseline_phase
 
     thetas = np.linspace(0.0, math.pi / 2, args.thetas)
     start = time.perf_counter()

@@ -8,9 +8,10 @@
 #
 # 1. a derived result: formula, status, derivation;
 # 2. its value on a grid, as a labelled array;
-# 3. the finite networks simulated, and compared with the theory by a stated test;
+# 3. the finite networks simulated under several protocols (fine-tuning only the first
+#    layer among them), and compared with the theory by a stated test;
 # 4. a phase diagram;
-# 5. fine-tuning a chosen set of layers, a protocol beyond the paper.
+# 5. a new protocol, added as one entry.
 
 # %%
 import math
@@ -19,7 +20,6 @@ import os
 import numpy as np
 
 import featfate_sym as ff
-from featfate_sym.stats import compare
 
 #: replicates of the simulations (the test suite sets fewer)
 REPLICATES = int(os.environ.get("TUTORIAL_REPLICATES", "40"))
@@ -33,7 +33,7 @@ REPLICATES = int(os.environ.get("TUTORIAL_REPLICATES", "40"))
 ft = ff.get("ft.transferability_exact")
 print(ft.title)
 print("status:", ft.status.value)
-print("parameters:", ", ".join(f"{p.name} in {p.domain_text()}" for p in ft.params))
+print("parameters:", ", ".join(f"{p.name}: {p.domain_text()}" for p in ft.params))
 print("steps:", len(ft.steps), "- the first:", ft.steps[0].text)
 
 # %% [markdown]
@@ -53,22 +53,31 @@ print("paper form:", round(paper, 4), " exact, L = 3, sigma = 1:",
 
 # %% [markdown]
 # ## 3. Simulate the networks and compare
-# Pretraining, scratch, linear transfer and fine-tuning run on shared target sets.
-# The comparison is a Student-t test of the simulated mean against the theory, at a
-# stated false-alarm rate.
+# `ff.simulate` runs a list of protocols (here the paper's three and fine-tuning of the
+# first layer alone, `fine_tune[1]`) on shared target sets and returns an
+# `xarray.Dataset` laid out as a sweep: a dimension per array-valued parameter, then
+# `replicate`.  `ff.compare(key, simulation)` finds, in the protocol table, the variable
+# the key predicts and where the prediction holds, and tests the simulated mean against
+# it by a Student-t test, Bonferroni over the points, at a stated false-alarm rate.
+# Both results compared here are exact at the simulated n and d, so no finite-size
+# allowance is needed.  The first layer alone ends at `X^+ y + (I - P) beta_s` for any
+# noise, so the paper's c = 1 formula is exact for it, while all-layer fine-tuning
+# rescales the null space (they differ at sigma = 1).
 
 # %%
-from featfate_sym.simulation import simulate_transfer  # noqa: E402
-
-d, n, theta, sigma = 40, 20, math.pi / 4, 0.5
-out = simulate_transfer(replicates=REPLICATES, dim=d, depth=2, n_samples=n, theta=theta,
-                        noise_std=sigma, seed=0)
-beta_t = out.teachers.target
-risk_lt = ((out.beta_lt - beta_t) ** 2).sum(-1).numpy()
-# lt.risk_finite is exact at finite n (no allowance): E R_lt = sin^2 + (sigma^2 + sin^2)/(n - 2)
-print(compare(ff.get("lt.risk_finite").evaluate(n=n, theta=theta, sigma=sigma), risk_lt, alpha=1e-3))
-t_ft = (((out.beta_sc - beta_t) ** 2).sum(-1) - ((out.beta_ft - beta_t) ** 2).sum(-1)).numpy()
-print("T_ft simulated", round(float(t_ft.mean()), 4), "limit", round(ft.evaluate(gamma=n / d, theta=theta, sigma=sigma, L=2), 4))
+d, theta = 40, math.pi / 4
+sim = ff.simulate(["scratch", "linear_transfer", "fine_tune", "fine_tune[1]"], replicates=REPLICATES, seed=0,
+                  gamma=0.5, theta=theta, sigma=np.array([0.0, 1.0]), d=d, L=2, solver="whitened")
+print(dict(sim.sizes), "variables:", ", ".join(v for v in sim.data_vars if v.startswith(("risk_", "T_"))))
+for key in ("lt.risk_finite", "ft.transferability_first_layer"):
+    check = ff.compare(key, sim)
+    print(check[["theory", "mean", "se", "z", "critical"]].to_dataframe()[["theory", "mean", "se", "z", "critical"]].round(4))
+    print(f"compare {key} ({check.attrs['variable']}, false-alarm rate {check.attrs['false_alarm_rate']:g} per point): "
+          f"{'passed' if check.attrs['all_passed'] else 'FAILED'}")
+noisy = sim.sel(sigma=1.0)
+print("sigma = 1: T_ft", round(float(noisy["T_ft"].mean()), 4), " T_ft1", round(float(noisy["T_ft1"].mean()), 4),
+      " limits:", round(ft.evaluate(gamma=0.5, theta=theta, sigma=1.0, L=2), 4),
+      round(ff.get("ft.transferability_first_layer").evaluate(gamma=0.5, theta=theta, sigma=1.0), 4))
 
 # %% [markdown]
 # ## 4. A phase diagram
@@ -95,24 +104,37 @@ if figure:
 plt.close(fig)
 
 # %% [markdown]
-# ## 5. Fine-tune only the first layer
-# `fine_tune(..., layers=(1,))` trains the input layer alone.  Its end point is
-# `X^+ y + (I - P) beta_s` for any noise, so the paper's c = 1 formula is exact for it
-# (`ft.transferability_first_layer`), while all-layer fine-tuning rescales the null space.
+# ## 5. Add a protocol
+# A protocol is one entry: how it trains (a function of the trial: teachers, the shared
+# target data, the pretrained network, the options) and which results predict its
+# observables.  Here: training from scratch by ridge regression in closed form, whose
+# proportional-limit risk the registry already derives (`scratch.risk_ridge`).  Once
+# registered it runs in `ff.simulate` beside the others, and `ff.compare`, the report's
+# agreement table and the sweeps' tables find its prediction in the table.
 
 # %%
 import torch  # noqa: E402
 
-from featfate_sym.simulation import tasks  # noqa: E402
-from featfate_sym.simulation.deep_linear import EngineOptions, fine_tune, pretrain  # noqa: E402
+from featfate_sym import protocols  # noqa: E402
 
-gen = torch.Generator().manual_seed(1)
-teachers = tasks.make_teachers(REPLICATES, d, theta, gen)
-target = tasks.sample_regression(teachers.target, n, 1.0, gen)
-options = EngineOptions(solver="whitened")
-pre, _ = pretrain(tasks.population_data(teachers.source), 2, gen, options)
-first, _ = fine_tune(pre, target, options, layers=(1,))
-beta = (first[0] @ first[1].unsqueeze(-1)).squeeze(-1)
-t_first = (((target.minimiser - teachers.target) ** 2).sum(-1) - ((beta - teachers.target) ** 2).sum(-1)).numpy()
-first_layer = ff.get("ft.transferability_first_layer")
-print(compare(first_layer.evaluate(gamma=n / d, theta=theta, sigma=1.0), t_first, alpha=1e-3, allowance=2e-3))
+
+def ridge_run(trial):
+    """beta = (X^T X / n + lam I)^(-1) X^T y / n on the shared target data."""
+    data = trial.target
+    eye = torch.eye(data.sxy.shape[-1], dtype=torch.float64)
+    beta = torch.linalg.solve(data.sxx + trial.ridge * eye, data.sxy.unsqueeze(-1)).squeeze(-1)
+    return protocols.ProtocolRun(beta)
+
+
+ridge = protocols.register_protocol(protocols.Protocol(
+    name="ridge_scratch", tag="rs", title="Ridge regression from scratch", layers="one linear layer, closed form",
+    pretrained=False, regime="ridge lam on the target data alone", run=ridge_run,
+    predictions=(protocols.Prediction("scratch.risk_ridge", "risk", "limit",
+                                      ("gamma", "sigma", "lam"), source="any"),),
+))
+# a limit form at finite d: d = 400 puts its O(1/d) bias far inside the test's band
+ridge_sim = ff.simulate([ridge], replicates=REPLICATES, seed=1, gamma=np.array([0.5, 2.0]), sigma=0.5,
+                        lam=0.1, d=400)
+check = ff.compare("scratch.risk_ridge", ridge_sim)
+print(check[["theory", "mean", "se", "z"]].to_dataframe()[["theory", "mean", "se", "z"]].round(4))
+print(f"compare scratch.risk_ridge ({check.attrs['variable']}): {'passed' if check.attrs['all_passed'] else 'FAILED'}")

@@ -14,7 +14,6 @@ import scipy.special
 import sympy as sp
 from scipy.integrate import solve_ivp
 
-from featfate_sym import registry
 from featfate_sym.registry import get
 from featfate_sym.symbols import L, eta, mu, s, t, tau, u, u0
 

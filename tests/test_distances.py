@@ -15,7 +15,6 @@ import sympy as sp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from featfate_sym import registry
 from featfate_sym.registry import get
 from featfate_sym.symbols import lam, sigma, theta
 from checks import bonferroni_t
@@ -226,7 +225,7 @@ def test_bl_lower_bound_is_the_expectation_gap_of_its_test_function_monte_carlo(
 
 def test_bl_lower_bound_lies_below_w2_and_2():
     """beta <= W1 <= W2 (every admissible f is 1-Lipschitz) and beta <= 2."""
-    from featfate_sym import distances_vs_transfer as dvt
+    from featfate_sym.studies import distances_vs_transfer as dvt
 
     angles = np.linspace(0.0, math.pi, 13)
     for noise in (0.0, 0.2, 1.0, 3.0):
@@ -238,7 +237,7 @@ def test_bl_lower_bound_lies_below_w2_and_2():
 
 
 def test_bl_lower_bound_maximises_over_test_functions(seed):
-    from featfate_sym import distances_vs_transfer as dvt
+    from featfate_sym.studies import distances_vs_transfer as dvt
 
     rng = np.random.default_rng(seed)
     f = get("metrics.bl_lower").numpy
@@ -257,7 +256,7 @@ def _argmax_grid(f, angle, noise):
 
 
 def test_bl_lower_bound_rejects_bad_input():
-    from featfate_sym import distances_vs_transfer as dvt
+    from featfate_sym.studies import distances_vs_transfer as dvt
 
     with pytest.raises(ValueError, match="noise_std"):
         dvt.bl_lower_bound(0.3, -0.1)

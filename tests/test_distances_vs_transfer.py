@@ -1,4 +1,4 @@
-"""Data distances against transferability (featfate_sym.distances_vs_transfer).
+"""Data distances against transferability (featfate_sym.studies.distances_vs_transfer).
 
 Independent expectations: the registry's symbolically derived ``metrics.kl`` and
 ``metrics.w2`` at ``a = 1``; the Gaussian KL formula and ``scipy.linalg.sqrtm`` on the
@@ -22,7 +22,7 @@ import scipy.linalg
 import torch
 
 import featfate_sym as ff
-from featfate_sym import distances_vs_transfer as dvt
+from featfate_sym.studies import distances_vs_transfer as dvt
 
 SCRIPT = Path(__file__).resolve().parents[1] / "numerics" / "distances_table.py"
 
@@ -219,7 +219,7 @@ def test_figure_renders(tmp_path):
 
     with style.figure_style():
         fig = distances.distances(quick=True)
-        png, pdf = style.save(fig, tmp_path, "distances", 60)
+        png, pdf = style.save(fig, tmp_path, "distances", style.MIN_DPI)
     _assert_not_blank(png, pdf)
     assert len(fig.axes) == 4  # three panels and the gamma colour bar
     with pytest.raises(ValueError, match="sigma"):

@@ -222,7 +222,7 @@ def test_exact_form_special_cases_numerically(seed):
         assert FT_EXACT.evaluate(gamma=1 + g, theta=th, sigma=sg, gamma_s=gs, sigma_s=ss, L=depth) == 0.0
     assert FT_EXACT.evaluate(gamma=0.5, theta=0.3, sigma=0.2, gamma_s=1.0, sigma_s=0.2, L=3) == -math.inf
     # the root equation at B = 1 is the population-source one with u = c^(2L)
-    from featfate_sym.symbols import L, b, c
+    from featfate_sym.symbols import L, c
     eq = FT_EXACT.extras["root_equation"].subs({sp.Symbol("B", positive=True): 1})
     u = [s for s in eq.free_symbols if s.name == "u_ft"][0]
     pop = FT_POPULATION_EXACT.extras["root_equation"]

@@ -51,7 +51,7 @@ def test_required_keys_present_with_their_parameters():
 @pytest.mark.parametrize("key", ALL)
 def test_entry_is_complete(key):
     r = ff.get(key)
-    assert re.fullmatch(r"[a-z]+\.[a-z0-9_]+", key)
+    assert re.fullmatch(r"[a-z]+(\.[a-z0-9_]+)+", key)
     assert r.title and r.regime and r.reference
     assert r.family in FAMILIES
     assert isinstance(r.status, Status)

@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from featfate_sym import registry
-from featfate_sym.relu_overlap import feature_overlap, overlap_monte_carlo, relu_gram, target_norm
+from featfate_sym.studies.relu_overlap import feature_overlap, overlap_monte_carlo, relu_gram, target_norm
 from featfate_sym.simulation.relu import (
     MeanFieldStudent,
     TrainingOptions,

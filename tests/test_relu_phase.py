@@ -29,7 +29,7 @@ import pytest
 import torch
 from scipy import stats
 
-from featfate_sym.phase_boundary import (
+from featfate_sym.studies.phase_boundary import (
     HELPS,
     HURTS,
     UNDECIDED,
@@ -40,7 +40,7 @@ from featfate_sym.phase_boundary import (
     sign_map,
 )
 from featfate_sym.simulation.relu import TrainingOptions, simulate_relu_transfer
-from featfate_sym.simulation.relu_phase import SCALES, simulate_relu_phase
+from featfate_sym.studies.relu_phase import SCALES, simulate_relu_phase
 from checks import assert_one_line_error
 
 SCRIPT = Path(__file__).resolve().parents[1] / "numerics" / "relu_phase.py"

@@ -28,7 +28,7 @@ import pytest
 from scipy import stats
 
 import featfate_sym as ff
-from featfate_sym.simulation.ridge_baseline import (
+from featfate_sym.studies.ridge_baseline import (
     default_lam_grid,
     simulate_ridge_baseline,
 )

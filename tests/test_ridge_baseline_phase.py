@@ -39,7 +39,7 @@ from scipy import stats
 
 from featfate_sym import stats as fstats
 from featfate_sym.plotting import ridge_phase, style
-from featfate_sym.simulation.ridge_baseline_phase import (
+from featfate_sym.studies.ridge_baseline_phase import (
     FINITE_SIZE,
     simulate_ridge_baseline_phase,
 )
@@ -161,8 +161,8 @@ def test_same_seed_same_numbers() -> None:
 
 
 def test_batches_cover_replicates_and_tuning_uses_all_of_them(monkeypatch) -> None:
-    from featfate_sym.simulation import ridge_baseline_phase as module
-    from featfate_sym.simulation.ridge_baseline import default_lam_grid, simulate_ridge_baseline
+    from featfate_sym.studies import ridge_baseline_phase as module
+    from featfate_sym.studies.ridge_baseline import default_lam_grid, simulate_ridge_baseline
 
     # every batch has >= 2 replicates (simulate_ridge_baseline's minimum), they add up,
     # and none exceeds the element budget unless the budget is below 4 replicates

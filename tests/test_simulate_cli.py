@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from featfate_sym import simulate
+import featfate_sym.simulate as simulate  # the command-line module (ff.simulate before it is imported)
 from featfate_sym.sweeps import open_sweep
 from checks import assert_one_line_error
 
@@ -36,10 +36,10 @@ BAD_ARGUMENTS = [
     (["--gamma", "0.01"], "n = round(gamma d) >= 2"),
     (["--sigma", "-1"], "--sigma must be in [0, inf)"),
     (["--lam", "nan"], "--lam must be in [0, inf)"),
-    (["--L", "1.5"], "--L must be an integer >= 1"),
-    (["--L", "0"], "--L must be an integer >= 1"),
-    (["--d", "1"], "--d must be an integer >= 2"),
-    (["--gamma-s", "0"], "--gamma-s must be in (0, inf]"),
+    (["--L", "1.5"], "--L must be an integer in [1, inf)"),
+    (["--L", "0"], "--L must be an integer in [1, inf)"),
+    (["--d", "1"], "--d must be an integer in [2, inf)"),
+    (["--gamma-s", "0"], "--gamma-s must be in (0, inf) or inf"),
     (["--sigma-s=-0.2"], "--sigma-s must be in [0, inf)"),
     (["--replicates", "0"], "--replicates must be an integer >= 1"),
     (["--replicates", "two"], "--replicates"),

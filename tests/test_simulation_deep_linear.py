@@ -84,7 +84,7 @@ def cell(**kw) -> dict:
 # --- interface --------------------------------------------------------------------------
 
 REQUIRED = (
-    "risk_sc risk_lt risk_lt_naive risk_ft T_lt T_ft steps_sc steps_ft converged_sc converged_ft "
+    "risk_sc risk_lt pinv_risk_lt risk_ft T_lt T_ft steps_sc steps_ft converged_sc converged_ft "
     "step_size_sc step_size_ft loss_sc loss_ft"
 ).split()
 
@@ -382,11 +382,11 @@ def test_linear_transfer_rank_rule_against_naive_pseudo_inverse(seed):
     is one."""
     r = run_cell(cell(d=40, gamma=0.5, sigma=0.5, theta=math.pi / 4), replicates=24, seed=seed)
     assert (r["rank_lt"] == 1).all()
-    diff = paired_difference(r["risk_lt_naive"], r["risk_lt"])
+    diff = paired_difference(r["pinv_risk_lt"], r["risk_lt"])
     assert diff.mean > t_critical(diff.df, FAMILY_ALPHA, two_sided=False) * diff.se
     # with ridge the residue directions are shrunk away and the two agree
     r = run_cell(cell(d=40, gamma=0.5, sigma=0.5, lam=0.2), replicates=8, seed=seed)
-    np.testing.assert_allclose(r["risk_lt_naive"], r["risk_lt"], atol=1e-6)
+    np.testing.assert_allclose(r["pinv_risk_lt"], r["risk_lt"], atol=1e-6)
 
 
 # --- theory vs simulation: exact finite-size formulas ------------------------------------
@@ -603,12 +603,16 @@ def test_slow_noisy_fine_tuning_exact_vs_paper(seed, depth):
     assert not compare_mean(t_paper - t_exact, limit_gap, alpha=FAMILY_ALPHA, comparisons=2).passed, _gaps_text(gaps)
 
 
-def test_linear_transfer_refuses_one_layer():
-    """A one-layer network has no frozen feature: the simulator and the sweep interface
-    refuse L = 1, naming L and its range."""
-    from featfate_sym.simulation import simulate_transfer
+def test_pretrained_protocols_refuse_one_layer():
+    """A one-layer network has no frozen feature: a protocol from the pretrained network
+    refuses L = 1, naming L and its range; scratch alone runs at L = 1 (plain least
+    squares from small initialisation, the minimum-norm solution)."""
+    from featfate_sym.simulation import run_protocols
 
-    with pytest.raises(ValueError, match=r"L must be an integer >= 2 for linear transfer"):
+    with pytest.raises(ValueError, match=r"L must be an integer >= 2 for a protocol from the pretrained"):
         run_cell(cell(d=10, L=1), replicates=2, seed=0)
-    with pytest.raises(ValueError, match=r"L must be an integer >= 2 for linear transfer"):
-        simulate_transfer(replicates=2, dim=10, depth=1, n_samples=5, theta=0.3, noise_std=0.1)
+    with pytest.raises(ValueError, match=r"L must be an integer >= 2 for a protocol from the pretrained"):
+        run_protocols(replicates=2, dim=10, depth=1, n_samples=5, theta=0.3, noise_std=0.1)
+    out = run_cell(cell(d=10, L=1), replicates=2, seed=0, protocols=["scratch"])
+    assert set(out) == {"risk_sc", "steps_sc", "converged_sc", "step_size_sc", "loss_sc"}
+    assert out["converged_sc"].all()

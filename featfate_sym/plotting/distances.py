@@ -3,7 +3,7 @@
 
 Reference: Tahir, Ganguli & Rotskoff, arXiv 2410.08194 -- v1 Thm 2.2 and the v2 appendix
 (data-centric distances do not predict transfer).  Numbers come from
-:mod:`featfate_sym.distances_vs_transfer`; nothing here computes a distance.
+:mod:`featfate_sym.studies.distances_vs_transfer`; nothing here computes a distance.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from matplotlib import colormaps
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from featfate_sym import distances_vs_transfer as dvt
+from featfate_sym.studies import distances_vs_transfer as dvt
 from featfate_sym.plotting import style
 
 #: sequential, colour-blind-safe map for the sample ratio (not a transferability)

@@ -9,6 +9,11 @@ code, the equation it solves is generated.  Sliders set ``sigma``, ``lam``, ``L`
 ``gamma_s``, ``sigma_s`` and the slice angle ``theta``; the page redraws the ``T_lt``
 and ``T_ft`` phase diagrams, the ``lt.boundary`` zero curves and the slices, with
 simulation means where a results file was given.  No server, no network.
+
+Every map is drawn with labelled axes (``theta`` ticks in units of pi, ``gamma``) and a
+labelled colour bar; the axes, ticks and labels are declared once here (:data:`AXES`,
+:data:`MAPS`) and passed to the page.  :func:`static_figure` draws the same panels with
+matplotlib (the explorer at one slider setting, for print and for the tests).
 """
 
 from __future__ import annotations
@@ -22,14 +27,43 @@ from sympy.printing.jscode import JavascriptCodePrinter
 
 import featfate_sym as ff
 
+from featfate_sym import protocols as _protocols
+
+
+def _prediction(protocol: str, form: str) -> str:
+    """The key of the protocol table's prediction of ``T`` with that form."""
+    return next(p.key for p in _protocols.get(protocol).predictions if p.observable == "T" and p.form == form)
+
+
+#: the keys the maps draw, read from the protocol table
+_LT = _prediction("linear_transfer", "limit")
+_FT = _prediction("fine_tune", "exact balanced flow")
+_FT_PAPER = _prediction("fine_tune", "paper (c = 1)")
+_FS = _prediction("fine_tune", "finite source, c = 1")
+
 #: results the explorer evaluates in the browser
-EXPLORER_RESULTS = (
-    "lt.transferability",
-    "lt.boundary",
-    "ft.transferability",
-    "ft.transferability_exact",
-    "ft.transferability_finite_source",
-)
+EXPLORER_RESULTS = (_LT, "lt.boundary", _FT_PAPER, _FT, _FS)
+
+#: the axes of the explorer's panels: label and (value, tick label) pairs; ``theta`` is
+#: ticked in units of pi at the ticks of the matplotlib figures
+AXES = {
+    "theta": {"label": "\u03b8", "ticks": [[0.0, "0"], [float(np.pi / 6), "\u03c0/6"], [float(np.pi / 3), "\u03c0/3"],
+                                          [float(np.pi / 2), "\u03c0/2"]]},
+    "gamma": {"label": "\u03b3 = n/d", "ticks": [[0.0, "0"], [0.5, "0.5"], [1.0, "1"], [1.5, "1.5"], [2.0, "2"]]},
+    "T": {"label": "transferability T", "ticks": [[-1.0, "\u22121"], [-0.5, "\u22120.5"], [0.0, "0"], [0.5, "0.5"],
+                                                  [1.0, "1"]]},
+}
+
+#: the phase-diagram canvases: the result drawn, axes, colour-bar label
+MAPS = {
+    "c-lt": {"key": _LT, "x": "theta", "y": "gamma", "colorbar": "T_lt (linear transfer)"},
+    "c-ft": {"key": _FT, "x": "theta", "y": "gamma", "colorbar": "T_ft (exact flow)"},
+    "c-fs": {"key": _FS, "x": "theta", "y": "gamma", "colorbar": "T_ft (finite source)"},
+}
+#: the slice canvas (curves, no colour bar)
+SLICE = {"c-slice": {"x": "gamma", "y": "T"}}
+#: canvas text: 12 CSS px (9 pt), above the 8 pt floor of the figures
+FONT = "12px sans-serif"
 
 
 class _Printer(JavascriptCodePrinter):
@@ -130,7 +164,8 @@ def simulation_points(results) -> list[dict]:
         return []
     out = []
     dims = [d for d in results.dims if d != "replicate"]
-    for variable in ("T_lt", "T_ft"):
+    # the T of every protocol the maps draw (the page shows linear transfer and fine-tuning)
+    for variable in (_protocols.get(name).variable("T") for name in ("linear_transfer", "fine_tune")):
         if variable not in results.data_vars or "gamma" not in dims or "theta" not in dims:
             continue
         data = results[variable]
@@ -148,7 +183,8 @@ def simulation_points(results) -> list[dict]:
 def html_section(results=None) -> str:
     """The explorer as an HTML fragment (script included) for the report."""
     data = {"colours": _colour_stops(), "points": simulation_points(results),
-            "have": {k: k in ff.keys() for k in EXPLORER_RESULTS}}
+            "have": {k: k in ff.keys() for k in EXPLORER_RESULTS},
+            "axes": AXES, "maps": MAPS, "slice": SLICE, "font": FONT}
     return _TEMPLATE.replace("/*LIBRARY*/", javascript_library()).replace("/*DATA*/", json.dumps(data))
 
 
@@ -165,16 +201,18 @@ _TEMPLATE = """
  <label>slice &theta; <input type="range" id="x-theta" min="0" max="1.5707963" step="0.01" value="0.7853982"><output id="o-theta"></output></label>
 </div>
 <div class="panels">
- <figure><canvas id="c-lt" width="300" height="300"></canvas><figcaption>T<sub>lt</sub>(&theta;, &gamma;); black: lt.boundary</figcaption></figure>
- <figure><canvas id="c-ft" width="300" height="300"></canvas><figcaption>T<sub>ft</sub>, exact balanced flow (&sigma;, L)</figcaption></figure>
- <figure><canvas id="c-fs" width="300" height="300"></canvas><figcaption>T<sub>ft</sub>, finite source (&gamma;<sub>s</sub>, &sigma;<sub>s</sub>)</figcaption></figure>
- <figure><canvas id="c-slice" width="420" height="300"></canvas><figcaption>slices at &theta;: T<sub>lt</sub> (blue), T<sub>ft</sub> exact (orange), paper T<sub>ft</sub> (dashed); dots: simulation &plusmn; SE</figcaption></figure>
+ <figure><canvas id="c-lt" width="380" height="320"></canvas><figcaption>T<sub>lt</sub>(&theta;, &gamma;); black: lt.boundary</figcaption></figure>
+ <figure><canvas id="c-ft" width="380" height="320"></canvas><figcaption>T<sub>ft</sub>, exact balanced flow (&sigma;, L)</figcaption></figure>
+ <figure><canvas id="c-fs" width="380" height="320"></canvas><figcaption>T<sub>ft</sub>, finite source (&gamma;<sub>s</sub>, &sigma;<sub>s</sub>)</figcaption></figure>
+ <figure><canvas id="c-slice" width="440" height="320"></canvas><figcaption>slices at &theta;: T<sub>lt</sub> (blue), T<sub>ft</sub> exact (orange), paper T<sub>ft</sub> (dashed); dots: simulation &plusmn; SE</figcaption></figure>
 </div>
 <script>
 /*LIBRARY*/
 const EXPLORER = /*DATA*/;
 (function () {
   const N = 90, GMAX = 2, TMAX = Math.PI / 2;
+  // plot area inside a canvas: margins for tick labels, axis labels and the colour bar
+  const M = {left: 52, top: 10, bottom: 42, right: 92, rightSlice: 14};
   const ids = ["sigma", "lam", "L", "gamma_s", "sigma_s", "theta"];
   const get = () => Object.fromEntries(ids.map(k => [k, parseFloat(document.getElementById("x-" + k).value)]));
   function colour(v, lim) {
@@ -186,9 +224,58 @@ const EXPLORER = /*DATA*/;
     const mix = k => Math.round(parseInt(a.substr(k, 2), 16) * (1 - f) + parseInt(b.substr(k, 2), 16) * f);
     return "rgb(" + mix(1) + "," + mix(3) + "," + mix(5) + ")";
   }
+  function area(cv, right) {
+    const x0 = M.left, y0 = M.top, w = cv.width - M.left - right, h = cv.height - M.top - M.bottom;
+    return {x0, y0, w, h};
+  }
+  // axes of a panel: frame, ticks with labels, axis labels (specs from EXPLORER.axes)
+  function axes(ctx, a, xspec, yspec, xmin, xmax, ymin, ymax) {
+    const X = v => a.x0 + (v - xmin) / (xmax - xmin) * a.w, Y = v => a.y0 + a.h - (v - ymin) / (ymax - ymin) * a.h;
+    ctx.save();
+    ctx.strokeStyle = "#222"; ctx.fillStyle = "#222"; ctx.lineWidth = 1; ctx.setLineDash([]);
+    ctx.font = EXPLORER.font;
+    ctx.strokeRect(a.x0 + 0.5, a.y0 + 0.5, a.w, a.h);
+    ctx.textAlign = "center"; ctx.textBaseline = "top";
+    for (const [v, text] of xspec.ticks) {
+      const x = X(v);
+      ctx.beginPath(); ctx.moveTo(x, a.y0 + a.h); ctx.lineTo(x, a.y0 + a.h + 4); ctx.stroke();
+      ctx.fillText(text, x, a.y0 + a.h + 6);
+    }
+    ctx.fillText(xspec.label, a.x0 + a.w / 2, a.y0 + a.h + 24);
+    ctx.textAlign = "right"; ctx.textBaseline = "middle";
+    for (const [v, text] of yspec.ticks) {
+      const y = Y(v);
+      ctx.beginPath(); ctx.moveTo(a.x0, y); ctx.lineTo(a.x0 - 4, y); ctx.stroke();
+      ctx.fillText(text, a.x0 - 6, y);
+    }
+    ctx.translate(12, a.y0 + a.h / 2); ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = "center"; ctx.fillText(yspec.label, 0, 0);
+    ctx.restore();
+  }
+  // vertical colour bar right of the map: -lim (bottom) .. +lim (top), ticks and label
+  function colourbar(ctx, cv, a, lim, label) {
+    const x = a.x0 + a.w + 12, bw = 12;
+    for (let k = 0; k < a.h; k++) {
+      ctx.fillStyle = colour(lim * (1 - 2 * (k + 0.5) / a.h), lim);
+      ctx.fillRect(x, a.y0 + k, bw, 1);
+    }
+    ctx.save();
+    ctx.strokeStyle = "#222"; ctx.fillStyle = "#222"; ctx.lineWidth = 1; ctx.font = EXPLORER.font;
+    ctx.strokeRect(x + 0.5, a.y0 + 0.5, bw, a.h);
+    ctx.textAlign = "left"; ctx.textBaseline = "middle";
+    for (const [v, y] of [[lim, a.y0], [0, a.y0 + a.h / 2], [-lim, a.y0 + a.h]]) {
+      ctx.beginPath(); ctx.moveTo(x + bw, y); ctx.lineTo(x + bw + 4, y); ctx.stroke();
+      ctx.fillText(v === 0 ? "0" : v.toPrecision(2).replace("-", "\u2212"), x + bw + 6, y);
+    }
+    ctx.translate(cv.width - 10, a.y0 + a.h / 2); ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = "center"; ctx.fillText(label, 0, 0);
+    ctx.restore();
+  }
   function phase(id, fn) {
+    const spec = EXPLORER.maps[id];
     const cv = document.getElementById(id), ctx = cv.getContext("2d");
-    const w = cv.width, h = cv.height, vals = [];
+    ctx.clearRect(0, 0, cv.width, cv.height);
+    const a = area(cv, M.right), vals = [];
     let lim = 0.05;
     for (let j = 0; j < N; j++) for (let i = 0; i < N; i++) {
       const th = TMAX * (i + 0.5) / N, g = GMAX * (j + 0.5) / N, v = fn(g, th);
@@ -197,29 +284,39 @@ const EXPLORER = /*DATA*/;
     }
     for (let j = 0; j < N; j++) for (let i = 0; i < N; i++) {
       ctx.fillStyle = colour(vals[j * N + i], lim);
-      ctx.fillRect(Math.floor(i * w / N), Math.floor(h - (j + 1) * h / N), Math.ceil(w / N) + 1, Math.ceil(h / N) + 1);
+      ctx.fillRect(a.x0 + Math.floor(i * a.w / N), a.y0 + Math.floor(a.h - (j + 1) * a.h / N),
+                   Math.ceil(a.w / N) + 1, Math.ceil(a.h / N) + 1);
     }
-    return {ctx, w, h};
+    ctx.clearRect(a.x0 + a.w + 1, 0, cv.width, cv.height);  // the last cells' overlap
+    ctx.clearRect(0, a.y0 + a.h + 1, cv.width, cv.height);
+    axes(ctx, a, EXPLORER.axes[spec.x], EXPLORER.axes[spec.y], 0, TMAX, 0, GMAX);
+    colourbar(ctx, cv, a, lim, spec.colorbar);
+    return {ctx, a};
   }
   function polyline(p, xs, ys) {
-    const {ctx, w, h} = p;
+    const {ctx, a} = p;
+    ctx.save();
+    ctx.beginPath(); ctx.rect(a.x0, a.y0, a.w, a.h); ctx.clip();
     ctx.strokeStyle = "black"; ctx.lineWidth = 1.5; ctx.beginPath();
     let pen = false;
     for (let k = 0; k < xs.length; k++) {
-      const x = xs[k] / TMAX * w, y = h - ys[k] / GMAX * h;
+      const x = a.x0 + xs[k] / TMAX * a.w, y = a.y0 + a.h - ys[k] / GMAX * a.h;
       if (!isFinite(ys[k])) { pen = false; continue; }
       if (pen) ctx.lineTo(x, y); else ctx.moveTo(x, y);
       pen = true;
     }
     ctx.stroke();
+    ctx.restore();
   }
   function slices(p) {
-    const cv = document.getElementById("c-slice"), ctx = cv.getContext("2d"), w = cv.width, h = cv.height;
-    ctx.clearRect(0, 0, w, h);
-    const lo = -1.2, hi = 1.2, X = g => g / GMAX * w, Y = v => h - (v - lo) / (hi - lo) * h;
-    ctx.strokeStyle = "#999"; ctx.lineWidth = 1; ctx.beginPath(); ctx.moveTo(0, Y(0)); ctx.lineTo(w, Y(0)); ctx.stroke();
-    ctx.fillStyle = "#333"; ctx.font = "11px sans-serif";
-    ctx.fillText("gamma 0 .. 2;  T in [-1.2, 1.2]", 4, 12);
+    const spec = EXPLORER.slice["c-slice"];
+    const cv = document.getElementById("c-slice"), ctx = cv.getContext("2d");
+    ctx.clearRect(0, 0, cv.width, cv.height);
+    const a = area(cv, M.rightSlice);
+    const lo = -1.2, hi = 1.2, X = g => a.x0 + g / GMAX * a.w, Y = v => a.y0 + a.h - (v - lo) / (hi - lo) * a.h;
+    ctx.save();
+    ctx.beginPath(); ctx.rect(a.x0, a.y0, a.w, a.h); ctx.clip();
+    ctx.strokeStyle = "#999"; ctx.lineWidth = 1; ctx.beginPath(); ctx.moveTo(a.x0, Y(0)); ctx.lineTo(a.x0 + a.w, Y(0)); ctx.stroke();
     const curves = [["#0072B2", [], g => lt_transferability(g, p.theta, p.sigma, p.lam)]];
     if (EXPLORER.have["ft.transferability_exact"]) curves.push(["#D55E00", [], g => ft_transferability_exact(g, p.theta, p.sigma, p.L)]);
     if (EXPLORER.have["ft.transferability"]) curves.push(["#D55E00", [4, 3], g => ft_transferability(g, p.theta)]);
@@ -244,6 +341,8 @@ const EXPLORER = /*DATA*/;
       ctx.beginPath(); ctx.moveTo(X(pt.gamma), Y(pt.mean - pt.se)); ctx.lineTo(X(pt.gamma), Y(pt.mean + pt.se)); ctx.stroke();
       ctx.beginPath(); ctx.arc(X(pt.gamma), Y(pt.mean), 3, 0, 2 * Math.PI); ctx.fill();
     }
+    ctx.restore();
+    axes(ctx, a, EXPLORER.axes[spec.x], EXPLORER.axes[spec.y], 0, GMAX, lo, hi);
   }
   function draw() {
     const p = get();
@@ -268,3 +367,55 @@ const EXPLORER = /*DATA*/;
 </script>
 </section>
 """
+
+
+def static_figure(sigma: float = 0.2, lam: float = 0.0, L: int = 2, gamma_s: float = 0.5, sigma_s: float = 0.2,
+                  theta: float = np.pi / 4, *, quick: bool = False, results=None):
+    """The explorer's panels at one slider setting, drawn with matplotlib: the three
+    phase diagrams of :data:`MAPS` (each with ``theta``/``gamma`` axes and its own
+    labelled colour bar; ``lt.boundary`` on the ``T_lt`` map) and the slices at
+    ``theta``.  Draw inside :func:`featfate_sym.plotting.style.figure_style`."""
+    from matplotlib.figure import Figure
+
+    from featfate_sym.plotting import phase, style
+    from featfate_sym.plotting.slices import theta_label
+    from featfate_sym.plotting.theory import available, gamma_line, on_grid, theta_gamma_grid
+
+    res = style.resolution(quick)
+    theta_axis, gamma_axis, th, ga = theta_gamma_grid(res["points"])
+    params = {"c-lt": {"sigma": sigma, "lam": lam}, "c-ft": {"sigma": sigma, "L": L},
+              "c-fs": {"gamma_s": gamma_s, "sigma_s": sigma_s}}
+    titles = {"c-lt": rf"$\mathcal{{T}}_{{\mathrm{{lt}}}}$, $\sigma={sigma:g}$, $\lambda={lam:g}$",
+              "c-ft": rf"$\mathcal{{T}}_{{\mathrm{{ft}}}}$ exact, $\sigma={sigma:g}$, $L={L:d}$",
+              "c-fs": rf"$\mathcal{{T}}_{{\mathrm{{ft}}}}$, $\gamma_s={gamma_s:g}$, $\sigma_s={sigma_s:g}$"}
+    bar_labels = {"c-lt": style.LABELS["T_lt"], "c-ft": style.LABELS["T_ft"], "c-fs": style.LABELS["T_ft"]}
+    fig = Figure(figsize=(11.0, 8.0))
+    panels = fig.subplots(2, 2).ravel()
+    for ax, (cid, spec) in zip(panels, MAPS.items()):
+        if not available(spec["key"]):
+            ax.set_axis_off()
+            continue
+        values = on_grid(spec["key"], gamma=ga, theta=th, **params[cid])
+        norm = style.diverging_norm(style.symmetric_limit(values))
+        mesh = phase._map(ax, theta_axis, gamma_axis, values, norm, titles[cid])
+        if cid == "c-lt" and available("lt.boundary"):
+            phase._draw_boundary(ax, phase.lt_boundary_curves(sigma, lam, res["line_points"]))
+        phase._colorbar(fig, mesh, [ax], bar_labels[cid])
+    ax = panels[3]
+    gamma = gamma_line(res["line_points"])
+    ax.axhline(0.0, color="0.6", lw=0.8)
+    ax.plot(gamma, on_grid("lt.transferability", gamma=gamma, theta=theta, sigma=sigma, lam=lam),
+            color="C0", label=style.LABELS["T_lt"])
+    if available("ft.transferability_exact"):
+        ax.plot(gamma, on_grid("ft.transferability_exact", gamma=gamma, theta=theta, sigma=sigma, L=L),
+                color="C1", label=style.LABELS["T_ft"] + " exact")
+    if available("ft.transferability"):
+        ax.plot(gamma, on_grid("ft.transferability", gamma=gamma, theta=theta), color="C1", ls="--",
+                label=style.LABELS["T_ft"] + r" ($c=1$)")
+    ax.set_xlim(0, 2)
+    ax.set_ylim(-1.2, 1.2)
+    ax.set_xlabel(style.LABELS["gamma"])
+    ax.set_ylabel(r"$\mathcal{T}$")
+    ax.set_title(rf"slices at $\theta=${theta_label(theta)}")
+    ax.legend(loc="lower right")
+    return fig

@@ -5,10 +5,10 @@ One panel per procedure (linear transfer, fine-tuning): the mean paired transfer
 (blue: transfer helps; red: it hurts), with a symmetric-log colour scale so that cells
 at large ``n`` (differences of order 1e-2) are as legible as those at small ``n``
 (order 1).  A marker gives each cell's decision from the sign test of
-:mod:`featfate_sym.phase_boundary` (``+`` helps, ``-`` hurts, open circle undecided); the
+:mod:`featfate_sym.studies.phase_boundary` (``+`` helps, ``-`` hurts, open circle undecided); the
 estimated boundary ``n*(mu)`` (sign changes interpolated in ``log n``) is drawn in
 black, filled diamonds where ``T`` turns negative as ``n`` grows, open ones where it
-turns positive.  Numbers come from :mod:`featfate_sym.simulation.relu_phase`; nothing
+turns positive.  Numbers come from :mod:`featfate_sym.studies.relu_phase`; nothing
 here simulates.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 from matplotlib.colors import SymLogNorm
 from matplotlib.figure import Figure
 
-from featfate_sym.phase_boundary import HELPS, HURTS, UNDECIDED, SignMap
+from featfate_sym.studies.phase_boundary import HELPS, HURTS, UNDECIDED, SignMap
 from featfate_sym.plotting import style
 
 __all__ = ["relu_phase"]

@@ -1,7 +1,7 @@
 """Linear transfer against minimum-norm and against tuned ridge scratch: the theory maps
 of :func:`featfate_sym.plotting.phase.vs_tuned_scratch` with simulated cells on top.
 
-Each simulated cell of a :class:`featfate_sym.simulation.ridge_baseline_phase.RidgeBaselinePhase`
+Each simulated cell of a :class:`featfate_sym.studies.ridge_baseline_phase.RidgeBaselinePhase`
 is a marker at ``(theta, n/d)`` coloured on the *same* diverging scale as the map under it
 (the map's own normalisation), so a marker that matches its background agrees with the
 theory.  Right panel: ``T_lt^tuned`` replicate means.  Left panel: ``T_lt`` against

@@ -17,10 +17,6 @@ from featfate_sym.plotting.theory import gamma_line, on_grid
 
 DEFAULT_THETAS = (np.pi / 8, np.pi / 4, 3 * np.pi / 8)
 
-#: the procedure -> (registry key and its extra parameters, simulated variable, label)
-PROCEDURES = {"lt": ("lt.transferability", "T_lt"), "ft": ("ft.transferability_exact", "T_ft")}
-
-
 def theta_label(theta: float) -> str:
     """``theta`` as a multiple of pi when it is a simple one (pi/8 -> '$\\pi/8$')."""
     frac = theta / np.pi
@@ -33,10 +29,40 @@ def theta_label(theta: float) -> str:
 
 
 def transfer_values(kind: str, gamma, theta, sigma: float, lam: float, L: int) -> np.ndarray:
-    key, _ = PROCEDURES[kind]
-    if kind == "lt":
-        return on_grid(key, gamma=gamma, theta=theta, sigma=sigma, lam=lam)
-    return on_grid(key, gamma=gamma, theta=theta, sigma=sigma, L=L)
+    """The predicted ``T`` of the protocol with tag ``kind`` on the ``gamma`` grid (its
+    headline prediction, :meth:`featfate_sym.protocols.Protocol.headline`)."""
+    prediction = _protocol(kind).headline("T", {"lam": lam, "L": L})
+    given = {"gamma": gamma, "theta": theta, "sigma": sigma, "lam": lam, "L": L}
+    return on_grid(prediction.key, **{name: given[name] for name in prediction.takes})
+
+
+def kinds() -> tuple[str, ...]:
+    """The protocol tags whose ``T`` has a prediction to draw (``lt``, ``ft``, ``ft1``, ...)."""
+    from featfate_sym import protocols
+
+    return tuple(p.tag for p in protocols.PROTOCOLS.values()
+                 if any(pred.observable == "T" and pred.source != "finite" for pred in p.predictions))
+
+
+def _protocol(kind: str):
+    from featfate_sym import protocols
+
+    if kind not in kinds():
+        raise ValueError(f"kind must be one of {', '.join(kinds())} (got {kind!r})")
+    return next(p for p in protocols.PROTOCOLS.values() if p.tag == kind)
+
+
+def transfer_label(kind: str) -> str:
+    """The axis label of ``T`` of the protocol ``kind``."""
+    protocol = _protocol(kind)
+    return style.LABELS.get(protocol.variable("T"), rf"$T$ ({protocol.title.lower()})")
+
+
+def setting_text(kind: str, sigma: float, lam: float, L: int) -> str:
+    """The title naming the fixed parameters of the protocol's prediction."""
+    takes = _protocol(kind).headline("T", {"lam": lam, "L": L}).takes
+    extra = (rf", $\lambda={lam:g}$" if "lam" in takes else "") + (rf", $L={L:d}$" if "L" in takes else "")
+    return rf"$\sigma={sigma:g}${extra}"
 
 
 def slices(
@@ -49,13 +75,12 @@ def slices(
     quick: bool = False,
     results=None,
 ) -> Figure:
-    """``T`` (``kind``: ``lt`` linear transfer, ``ft`` fine-tuning, exact form) against
-    ``gamma in (0, 2]`` at each angle of ``thetas``."""
-    if kind not in PROCEDURES:
-        raise ValueError(f"kind must be one of {', '.join(PROCEDURES)} (got {kind!r})")
+    """``T`` of a protocol (``kind``, its tag: ``lt`` linear transfer, ``ft`` fine-tuning
+    in the exact form, ``ft1`` the first layer only, ...) against ``gamma in (0, 2]`` at
+    each angle of ``thetas``."""
+    variable = _protocol(kind).variable("T")
     res = style.resolution(quick)
     gamma = gamma_line(res["line_points"])
-    _, variable = PROCEDURES[kind]
     fig = Figure(figsize=(7.4, 4.0))
     ax = fig.subplots()
     ax.axhline(0.0, color="0.6", lw=0.8)
@@ -82,8 +107,7 @@ def slices(
     ax.set_ylim(1.1 * low, max(1.0, -0.6 * low))
     ax.set_xlim(0, 2)
     ax.set_xlabel(style.LABELS["gamma"])
-    ax.set_ylabel(style.LABELS[f"T_{kind}"])
-    extra = rf", $\lambda={lam:g}$" if kind == "lt" else rf", $L={L:d}$"
-    ax.set_title(rf"$\sigma={sigma:g}${extra}")
+    ax.set_ylabel(transfer_label(kind))
+    ax.set_title(setting_text(kind, sigma, lam, L))
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside: the peak fills the top
     return fig

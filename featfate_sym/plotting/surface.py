@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from featfate_sym.plotting import style
-from featfate_sym.plotting.slices import transfer_values
+from featfate_sym.plotting.slices import setting_text, transfer_label, transfer_values
 from featfate_sym.plotting.theory import theta_gamma_grid
 
 
@@ -32,10 +32,9 @@ def surface(sigma: float = 0.2, lam: float = 0.0, L: int = 2, kind: str = "lt", 
     style.theta_axis(ax.xaxis)
     ax.set_xlabel(style.LABELS["theta"])
     ax.set_ylabel(style.LABELS["gamma"])
-    ax.set_zlabel(style.LABELS[f"T_{kind}"])
+    ax.set_zlabel(transfer_label(kind))
     ax.view_init(elev=30, azim=-50)
-    extra = rf", $\lambda={lam:g}$" if kind == "lt" else rf", $L={L:d}$"
-    ax.set_title(rf"$\sigma={sigma:g}${extra} (clipped at $\pm{limit:.2g}$)")
+    ax.set_title(rf"{setting_text(kind, sigma, lam, L)} (clipped at $\pm{limit:.2g}$)")
     mappable = mpl.cm.ScalarMappable(norm=norm, cmap=style.DIVERGING)
-    fig.colorbar(mappable, ax=ax, shrink=0.6, extend="both", pad=0.1).set_label(style.LABELS[f"T_{kind}"])
+    fig.colorbar(mappable, ax=ax, shrink=0.6, extend="both", pad=0.1).set_label(transfer_label(kind))
     return fig

@@ -1,6 +1,7 @@
-"""Finite-width Torch simulations of transfer in deep linear networks.
+"""The engines: finite-width Torch simulations of transfer in deep linear networks (and
+two-layer ReLU networks, :mod:`featfate_sym.simulation.relu`).
 
-The engine behind the theory-vs-simulation checks and the sweeps: batched over
+The deep-linear engine behind the theory-vs-simulation checks and the sweeps: batched over
 replicates, gradient descent from sufficient statistics with an adaptive step, closed-form
 linear transfer with a rank rule, and monitors of the conserved quantities and the
 pretrained features.  See :mod:`featfate_sym.simulation.deep_linear`.
@@ -9,11 +10,12 @@ pretrained features.  See :mod:`featfate_sym.simulation.deep_linear`.
 from featfate_sym.simulation.deep_linear import (
     SOLVERS,
     EngineOptions,
-    TransferOutcome,
+    Outcome,
+    Trial,
     fine_tune,
     pretrain,
     run_cell,
-    simulate_transfer,
+    run_protocols,
     train_scratch,
 )
 from featfate_sym.simulation.monitors import (
@@ -23,8 +25,6 @@ from featfate_sym.simulation.monitors import (
     feature_spectrum,
 )
 from featfate_sym.simulation.readout import ReadoutFit, refit_readout
-from featfate_sym.simulation.ridge_baseline import RidgeBaseline, default_lam_grid, simulate_ridge_baseline
-from featfate_sym.simulation.ridge_baseline_phase import RidgeBaselinePhase, simulate_ridge_baseline_phase
 from featfate_sym.simulation.tasks import (
     RegressionData,
     Teachers,
@@ -45,11 +45,6 @@ from featfate_sym.simulation.training import (
 
 __all__ = [
     "SOLVERS",
-    "RidgeBaseline",
-    "default_lam_grid",
-    "simulate_ridge_baseline",
-    "RidgeBaselinePhase",
-    "simulate_ridge_baseline_phase",
     "DescentResult",
     "DivergenceError",
     "DriftMonitor",
@@ -57,7 +52,8 @@ __all__ = [
     "ReadoutFit",
     "RegressionData",
     "Teachers",
-    "TransferOutcome",
+    "Outcome",
+    "Trial",
     "conserved_quantities",
     "end_to_end",
     "feature_map",
@@ -72,7 +68,7 @@ __all__ = [
     "risk",
     "run_cell",
     "sample_regression",
-    "simulate_transfer",
+    "run_protocols",
     "small_init",
     "train_scratch",
     "whitened",

@@ -62,11 +62,11 @@ import numpy as np
 import torch
 
 from featfate_sym.simulation import tasks
-from featfate_sym.simulation.monitors import conserved_quantities, feature_map
-from featfate_sym.simulation.readout import refit_readout
+from featfate_sym.simulation.monitors import conserved_quantities
 from featfate_sym.simulation.training import DescentResult, gradient_descent, small_init
 
-__all__ = ["SOLVERS", "EngineOptions", "whitened_problem", "TransferOutcome", "pretrain", "train_scratch", "fine_tune", "simulate_transfer", "run_cell"]
+__all__ = ["SOLVERS", "EngineOptions", "whitened_problem", "Trial", "Outcome", "pretrain", "train_scratch", "fine_tune",
+           "run_protocols", "run_cell", "cell_settings"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -136,24 +136,6 @@ class EngineOptions:
             if self.fine_tune_drift_control == "auto"
             else self.fine_tune_drift_control,
         )
-
-
-@dataclass
-class TransferOutcome:
-    """Everything one batched transfer experiment produced (CPU tensors, shape ``(R,)``
-    unless stated)."""
-
-    teachers: tasks.Teachers
-    pretrained: list[torch.Tensor]
-    beta_sc: torch.Tensor  # (R, d)
-    beta_lt: torch.Tensor
-    beta_lt_naive: torch.Tensor
-    beta_ft: torch.Tensor
-    rank_lt: torch.Tensor
-    drift_ft: torch.Tensor  # max_l ||D_l(fine-tuned) - D_l(pretrained)||_F
-    pretrain_run: DescentResult
-    scratch_run: DescentResult
-    fine_tune_run: DescentResult
 
 
 def _to(weights, device, dtype):
@@ -260,7 +242,93 @@ def fine_tune(
     return weights, _descend(weights, data, opts, opts.tol, device, dtype, control, trainable)
 
 
-def simulate_transfer(
+@dataclass
+class Trial:
+    """One batch of transfer experiments in progress: the teachers, the target data that
+    every protocol shares, the source data, and the pretrained network (made on first
+    request, once for all protocols).  A protocol's ``run`` receives it
+    (:mod:`featfate_sym.protocols`)."""
+
+    teachers: tasks.Teachers
+    target: tasks.RegressionData
+    source: tasks.RegressionData
+    depth: int
+    ridge: float
+    generator: torch.Generator
+    options: EngineOptions  # resolved for ``dtype``
+    device: str
+    dtype: torch.dtype
+    _pretrained: tuple | None = None
+
+    def pretrained(self) -> tuple[list[torch.Tensor], DescentResult]:
+        """The pretrained weights (on the device) and the pretraining run."""
+        if self._pretrained is None:
+            self._pretrained = pretrain(self.source, self.depth, self.generator, self.options,
+                                        device=self.device, dtype=self.dtype)
+        return self._pretrained
+
+    @staticmethod
+    def cpu64(weights) -> list[torch.Tensor]:
+        return [w.to(torch.float64).cpu() for w in weights]
+
+    @staticmethod
+    def end_to_end(weights) -> torch.Tensor:
+        return _end_to_end64(weights)
+
+    @staticmethod
+    def descent_diagnostics(run: DescentResult) -> dict[str, torch.Tensor]:
+        return {"steps": run.steps, "converged": run.converged, "step_size": run.step_size, "loss": run.loss}
+
+    @staticmethod
+    def drift(before, after) -> torch.Tensor:
+        """Largest Frobenius change of a conserved quantity ``D_l`` from ``before`` to
+        ``after`` (the balance the fine-tuning theory assumes); 0 for one layer."""
+        drift = torch.zeros(before[0].shape[0], dtype=torch.float64)
+        for a, b in zip(conserved_quantities(before), conserved_quantities(after)):
+            drift = torch.maximum(drift, (b - a).to(torch.float64).cpu().flatten(1).norm(dim=-1))
+        return drift
+
+
+@dataclass
+class Outcome:
+    """What :func:`run_protocols` produced: per protocol tag, its run (``beta`` and
+    diagnostics); the teachers; the pretraining run (``None`` if no protocol needed it)."""
+
+    teachers: tasks.Teachers
+    protocols: tuple
+    runs: dict
+    pretrained: list[torch.Tensor] | None
+    pretrain_run: DescentResult | None
+
+    def beta(self, protocol: str) -> torch.Tensor:
+        """The end-to-end vectors of the protocol ``protocol`` (name or tag)."""
+        for p in self.protocols:
+            if protocol in (p.name, p.tag):
+                return self.runs[p.tag].beta
+        raise KeyError(f"no protocol {protocol!r} in this outcome ({', '.join(p.name for p in self.protocols)})")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Per-replicate arrays: ``risk_<tag>``; ``T_<tag> = risk_sc - risk_<tag>`` (paired,
+        same target set) when scratch ran; ``<diagnostic>_<tag>``; ``*_pre`` for pretraining."""
+        target = self.teachers.target
+        out = {}
+        for p in self.protocols:
+            out[p.variable("risk")] = tasks.risk(self.runs[p.tag].beta, target)
+        if "risk_sc" in out:
+            for p in self.protocols:
+                if p.tag != "sc":
+                    out[p.variable("T")] = out["risk_sc"] - out[p.variable("risk")]
+        for p in self.protocols:
+            for name, value in self.runs[p.tag].diagnostics.items():
+                out[f"{name}_{p.tag}"] = value
+        if self.pretrain_run is not None:
+            for name, value in Trial.descent_diagnostics(self.pretrain_run).items():
+                out[f"{name}_pre"] = value
+        return {k: v.detach().cpu().numpy().copy() for k, v in out.items()}
+
+
+def run_protocols(
+    protocols=None,
     *,
     replicates: int,
     dim: int,
@@ -275,21 +343,24 @@ def simulate_transfer(
     device: str = "cpu",
     dtype: torch.dtype = torch.float64,
     options: EngineOptions | None = None,
-) -> TransferOutcome:
-    """Run pretraining and the three target procedures on shared target sets.
+) -> Outcome:
+    """Run ``protocols`` (names or :class:`featfate_sym.protocols.Protocol`; default the
+    paper's scratch, linear transfer and fine-tuning) on shared target sets.
 
     ``source_samples=None`` pretrains on the population source loss.  Random draws, in
-    order: teachers, target set, source set (if finite), pretraining init, scratch init.
-
-    ``depth = 1`` is refused: linear transfer freezes ``W_1 .. W_{L-1}``, and a one-layer
-    network has no frozen feature (refitting its only layer is training from scratch), so
-    no ``lt.*`` result describes it; the sweeps (:func:`run_cell`) refuse it likewise.
+    order: teachers, target set, source set (if finite), pretraining init (if a protocol
+    starts from the pretrained network), then each protocol's own draws in list order
+    (scratch: its initialisation).  The same seed gives the same numbers.
     """
-    if isinstance(depth, bool) or int(depth) != depth or depth < 2:
-        raise ValueError(f"L must be an integer >= 2 for linear transfer (a one-layer network has no "
-                         f"frozen feature; got L = {depth!r})")
-    options = EngineOptions() if options is None else options
-    opts = options.resolved(dtype)
+    from featfate_sym import protocols as registry_of_protocols
+
+    chosen = registry_of_protocols.resolve(protocols)
+    if isinstance(depth, bool) or int(depth) != depth or depth < 1:
+        raise ValueError(f"L must be an integer >= 1 (got L = {depth!r})")
+    if depth < 2 and any(p.pretrained for p in chosen):
+        raise ValueError(f"L must be an integer >= 2 for a protocol from the pretrained network (a "
+                         f"one-layer network has no frozen feature; got L = {depth!r})")
+    opts = (EngineOptions() if options is None else options).resolved(dtype)
     gen = torch.Generator().manual_seed(int(seed))
     teachers = tasks.make_teachers(replicates, dim, theta, gen)
     target = tasks.sample_regression(teachers.target, n_samples, noise_std, gen)
@@ -297,65 +368,64 @@ def simulate_transfer(
         source = tasks.population_data(teachers.source)
     else:
         source = tasks.sample_regression(teachers.source, source_samples, source_noise_std, gen, keep_design=False)
-    pre_w, pre_run = pretrain(source, depth, gen, opts, device=device, dtype=dtype)
-    sc_w, sc_run = train_scratch(target, depth, gen, opts, device=device, dtype=dtype)
-    fit = refit_readout(
-        feature_map([w.to(torch.float64).cpu() for w in pre_w]),
-        target,
-        ridge,
-        rank_tol=opts.rank_tol,
-    )
-    ft_w, ft_run = fine_tune(pre_w, target, opts, device=device, dtype=dtype)
-    drift = torch.zeros(replicates, dtype=torch.float64)
-    for before, after in zip(conserved_quantities(pre_w), conserved_quantities(ft_w)):
-        change = (after - before).to(torch.float64).cpu()
-        drift = torch.maximum(drift, change.flatten(1).norm(dim=-1))
-    return TransferOutcome(
-        teachers=teachers,
-        pretrained=[w.cpu() for w in pre_w],
-        beta_sc=_end_to_end64(sc_w),
-        beta_lt=fit.beta,
-        beta_lt_naive=fit.beta_naive,
-        beta_ft=_end_to_end64(ft_w),
-        rank_lt=fit.rank,
-        drift_ft=drift,
-        pretrain_run=pre_run,
-        scratch_run=sc_run,
-        fine_tune_run=ft_run,
-    )
+    trial = Trial(teachers, target, source, int(depth), float(ridge), gen, opts, device, dtype)
+    if any(p.pretrained for p in chosen):
+        trial.pretrained()  # drawn before any protocol's own initialisation
+    runs = {p.tag: p.run(trial) for p in chosen}
+    pre = trial._pretrained
+    return Outcome(teachers, chosen, runs, None if pre is None else [w.cpu() for w in pre[0]],
+                   None if pre is None else pre[1])
 
 
 # ---------------------------------------------------------------------------------------
 # the interface of the sweeps
 
 
-def _number(params, name, *, lower=None, upper=None, lower_open=False, integer=False, allow_inf=False):
-    if name not in params:
-        raise ValueError(f"missing parameter {name}")
-    value = params[name]
-    if integer:
-        if isinstance(value, bool) or not float(value).is_integer():
-            raise ValueError(f"{name} must be an integer >= {lower} (got {value!r})")
-        value = int(value)
-    else:
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a real number (got {value!r})") from None
-        if math.isnan(value) or (math.isinf(value) and not allow_inf):
-            raise ValueError(f"{name} must be finite (got {value!r})")
-    text = (
-        f"{name} must be in {'(' if lower_open else '['}{lower}, {upper if upper is not None else 'inf'}"
-        f"{']' if upper is not None else ')'}"
-    )
-    if lower is not None and (value < lower or (lower_open and value == lower)):
-        raise ValueError(f"{text} (got {value!r})")
-    if upper is not None and value > upper:
-        raise ValueError(f"{text} (got {value!r})")
-    return value
-
-
 _PARAMS = ("gamma", "theta", "sigma", "lam", "L", "d", "gamma_s", "sigma_s")
+
+
+def _integer(name: str, value, lower: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or \
+            not float(value).is_integer() or value < lower:
+        raise ValueError(f"{name} must be an integer >= {lower} (got {value!r})")
+    return int(value)
+
+
+def cell_settings(params: dict) -> dict:
+    """The simulation settings of a sweep cell ``params`` (see :func:`run_cell`), each
+    validated through its declaration in :mod:`featfate_sym.parameters`; ``ValueError``
+    names the parameter and its range."""
+    from featfate_sym import parameters as P
+
+    if not isinstance(params, dict):
+        raise ValueError(f"params must be a dict with keys {', '.join(_PARAMS)}")
+    unknown = sorted(set(params) - set(_PARAMS))
+    if unknown:
+        raise ValueError(f"unknown parameter {unknown[0]}; parameters are {', '.join(_PARAMS)}")
+    for name in ("gamma", "theta", "sigma", "lam", "L", "d"):
+        if name not in params:
+            raise ValueError(f"missing parameter {name}")
+    gamma = P.scalar(P.gamma, params["gamma"])
+    dim = P.scalar(P.d.restricted(lower=2), params["d"])
+    n_samples = int(round(gamma * dim))
+    if n_samples < 2:
+        raise ValueError(f"gamma must give n = round(gamma d) >= 2 samples (got gamma = {gamma}, d = {dim})")
+    gamma_s = params.get("gamma_s")
+    source_samples = None
+    if gamma_s is not None and P.scalar(P.gamma_s, gamma_s, allow_inf=True) != math.inf:
+        source_samples = int(round(float(gamma_s) * dim))
+        if source_samples < 1:
+            raise ValueError(f"gamma_s must give n_s = round(gamma_s d) >= 1 (got gamma_s = {gamma_s}, d = {dim})")
+    return dict(
+        dim=dim,
+        depth=P.scalar(P.L, params["L"]),
+        n_samples=n_samples,
+        theta=P.scalar(P.theta, params["theta"]),
+        noise_std=P.scalar(P.sigma, params["sigma"]),
+        ridge=P.scalar(P.lam, params["lam"]),
+        source_samples=source_samples,
+        source_noise_std=P.scalar(P.sigma_s, params.get("sigma_s") or 0.0),
+    )
 
 
 def run_cell(
@@ -367,37 +437,37 @@ def run_cell(
     dtype: str = "float64",
     options: EngineOptions | None = None,
     solver: str | None = None,
+    protocols=None,
 ) -> dict[str, np.ndarray]:
     """One cell of a sweep: ``replicates`` independent transfer experiments.
 
     ``params`` keys: ``gamma`` (> 0; ``n = round(gamma d) >= 2``), ``theta`` (in
     ``[0, pi]``), ``sigma`` (>= 0), ``lam`` (>= 0, readout ridge of linear transfer),
-    ``L`` (integer >= 2: every cell includes linear transfer, which needs a frozen feature;
-    ``L = 1`` raises ``ValueError``), ``d`` (integer >= 2), ``gamma_s`` (> 0, or ``inf`` / ``None``
-    for the population source), ``sigma_s`` (>= 0).
+    ``L`` (integer >= 1; >= 2 for a protocol from the pretrained network, which needs a
+    frozen feature), ``d`` (integer >= 2), ``gamma_s`` (> 0, or ``inf`` / ``None`` for the
+    population source), ``sigma_s`` (>= 0); the domains are those of
+    :mod:`featfate_sym.parameters`.  ``protocols``: names or protocols
+    (:mod:`featfate_sym.protocols`; default the paper's scratch, linear transfer,
+    fine-tuning).
 
-    Returns arrays of shape ``(replicates,)``: risks ``risk_sc, risk_lt, risk_lt_naive,
-    risk_ft``; transferabilities ``T_lt = risk_sc - risk_lt``, ``T_ft = risk_sc -
-    risk_ft`` (paired, same target set); per trained procedure (``sc``, ``ft``, ``pre``)
-    ``steps_*``, ``converged_*``, ``step_size_*`` (final adaptive step) and ``loss_*``
-    (final training loss); ``rank_lt`` (feature directions kept by the rank rule);
-    ``drift_ft`` (largest Frobenius change of a conserved quantity ``D_l`` during
-    fine-tuning: the balance that the fine-tuning theory assumes; 0 for ``L = 1``).
-    ``solver`` (``"gd"`` or ``"whitened"``) replaces the solver of ``options``.
-    Same ``seed`` -> same numbers.  Bad parameters raise ``ValueError`` naming the
-    parameter and its range.  Non-convergence is reported, not raised; divergence raises
+    Returns the arrays of :meth:`Outcome.arrays`, shape ``(replicates,)``: for the
+    default protocols ``risk_sc, risk_lt, risk_ft``, ``T_lt = risk_sc - risk_lt`` and
+    ``T_ft`` (paired), per trained procedure (``sc``, ``ft``, ``pre``) ``steps_*``,
+    ``converged_*``, ``step_size_*`` (final adaptive step) and ``loss_*`` (final training
+    loss); ``rank_lt`` (feature directions kept by the rank rule), ``pinv_risk_lt`` (the
+    risk of the plain pseudo-inverse readout), ``drift_ft`` (largest Frobenius change of
+    a conserved quantity ``D_l`` during fine-tuning).  ``solver`` (``"gd"`` or
+    ``"whitened"``) replaces the solver of ``options``.  Same ``seed`` -> same numbers.
+    Bad parameters raise ``ValueError`` naming the parameter and its range.
+    Non-convergence is reported, not raised; divergence raises
     :class:`~featfate_sym.simulation.training.DivergenceError`.
     """
-    if not isinstance(params, dict):
-        raise ValueError(f"params must be a dict with keys {', '.join(_PARAMS)}")
-    unknown = sorted(set(params) - set(_PARAMS))
-    if unknown:
-        raise ValueError(f"unknown parameter {unknown[0]}; parameters are {', '.join(_PARAMS)}")
-    replicates = _number({"replicates": replicates}, "replicates", lower=1, integer=True)
+    settings = cell_settings(params)
+    replicates = _integer("replicates", replicates, 1)
+    seed = _integer("seed", seed, 0)
     options = EngineOptions() if options is None else options
     if solver is not None:
         options = replace(options, solver=solver)  # EngineOptions checks the name
-    seed = _number({"seed": seed}, "seed", lower=0, integer=True)
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of float32, float64 (got {dtype!r})")
     try:
@@ -405,63 +475,6 @@ def run_cell(
     except (RuntimeError, TypeError, AssertionError, NotImplementedError) as err:
         # torch reports a missing backend by several exception types
         raise ValueError(f"device must be a torch device available here (got {device!r}): {err}") from None
-    gamma = _number(params, "gamma", lower=0, lower_open=True)
-    theta = _number(params, "theta", lower=0, upper=math.pi)
-    sigma = _number(params, "sigma", lower=0)
-    lam = _number(params, "lam", lower=0)
-    depth = _number(params, "L", lower=1, integer=True)
-    if depth < 2:
-        raise ValueError(f"L must be an integer >= 2 for linear transfer (a one-layer network has no "
-                         f"frozen feature; got L = {depth})")
-    dim = _number(params, "d", lower=2, integer=True)
-    gamma_s = params.get("gamma_s", None)
-    if gamma_s is not None:
-        gamma_s = _number(params, "gamma_s", lower=0, lower_open=True, allow_inf=True)
-        if math.isinf(gamma_s):
-            gamma_s = None
-    sigma_s = _number({"sigma_s": params.get("sigma_s", 0.0) or 0.0}, "sigma_s", lower=0)
-
-    n_samples = int(round(gamma * dim))
-    if n_samples < 2:
-        raise ValueError(f"gamma must give n = round(gamma d) >= 2 samples (got gamma = {gamma}, d = {dim})")
-    source_samples = None
-    if gamma_s is not None:
-        source_samples = int(round(gamma_s * dim))
-        if source_samples < 1:
-            raise ValueError(f"gamma_s must give n_s = round(gamma_s d) >= 1 (got gamma_s = {gamma_s}, d = {dim})")
-
-    out = simulate_transfer(
-        replicates=replicates,
-        dim=dim,
-        depth=depth,
-        n_samples=n_samples,
-        theta=theta,
-        noise_std=sigma,
-        ridge=lam,
-        source_samples=source_samples,
-        source_noise_std=sigma_s,
-        seed=seed,
-        device=device,
-        dtype=_DTYPES[dtype],
-        options=options,
-    )
-    target = out.teachers.target
-    risk_sc = tasks.risk(out.beta_sc, target)
-    risk_lt = tasks.risk(out.beta_lt, target)
-    risk_ft = tasks.risk(out.beta_ft, target)
-    result = {
-        "risk_sc": risk_sc,
-        "risk_lt": risk_lt,
-        "risk_lt_naive": tasks.risk(out.beta_lt_naive, target),
-        "risk_ft": risk_ft,
-        "T_lt": risk_sc - risk_lt,
-        "T_ft": risk_sc - risk_ft,
-        "rank_lt": out.rank_lt,
-        "drift_ft": out.drift_ft,
-    }
-    for tag, run in (("sc", out.scratch_run), ("ft", out.fine_tune_run), ("pre", out.pretrain_run)):
-        result[f"steps_{tag}"] = run.steps
-        result[f"converged_{tag}"] = run.converged
-        result[f"step_size_{tag}"] = run.step_size
-        result[f"loss_{tag}"] = run.loss
-    return {k: v.numpy().copy() for k, v in result.items()}
+    out = run_protocols(protocols, replicates=replicates, seed=seed, device=device, dtype=_DTYPES[dtype],
+                        options=options, **settings)
+    return out.arrays()

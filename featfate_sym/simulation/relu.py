@@ -378,7 +378,7 @@ def linear_transfer_relu(
 
     The fit is restricted to the eigen-directions of ``Phi^T Phi / n`` with eigenvalue
     above ``rank_tol`` times the largest (the rule of
-    :func:`featfate_sym.relu_overlap.feature_overlap`); with ``ridge = 0`` it is the
+    :func:`featfate_sym.studies.relu_overlap.feature_overlap`); with ``ridge = 0`` it is the
     minimum-norm least-squares solution there (no hidden regulariser), with ``ridge > 0``
     the ridge solution there.  Returns the student with the new readout and the number
     of directions used.
@@ -448,7 +448,7 @@ def simulate_relu_transfer(
     Defaults are the small configuration (``d = 50, m* = 20, m = 200``); the paper's is
     ``input_dim=100, teacher_width=100, student_width=1000``.
     """
-    from featfate_sym.relu_overlap import feature_overlap
+    from featfate_sym.studies.relu_overlap import feature_overlap
 
     unknown = set(procedures) - {"linear_transfer", "scratch", "fine_tune"}
     if unknown:

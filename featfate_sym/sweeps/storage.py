@@ -269,18 +269,23 @@ def _cell_identity(cell: Cell, settings: Mapping) -> dict[str, str]:
     }
 
 
-def write_cell(out: Path, cell: Cell, arrays: Mapping[str, np.ndarray], settings: Mapping) -> Path:
-    """Store one finished cell atomically; ``settings``: replicates, dtype, device, cell
-    function (what makes two cells with the same parameters comparable)."""
+def cell_dataset(cell: Cell, arrays: Mapping[str, np.ndarray], settings: Mapping) -> xr.Dataset:
+    """One finished cell as a dataset (dimension ``replicate``, every axis a scalar
+    coordinate); ``settings``: replicates, dtype, device, cell function (what makes two
+    cells with the same parameters comparable)."""
     replicates = int(settings["replicates"])
     variables = {name: (("replicate",), data, attrs) for name, (data, attrs) in encode_arrays(arrays, replicates).items()}
     coords = {"replicate": np.arange(replicates, dtype=np.int32)}
     for name in AXES:
         coords[name] = ((), _coordinate_array(name, cell.params[name]), _AXIS_ATTRS[name])
     attrs = {"cell_index": np.int32(cell.index), "seed": np.int32(cell.seed), **_cell_identity(cell, settings)}
-    dataset = xr.Dataset(variables, coords=coords, attrs=attrs)
+    return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+
+def write_cell(out: Path, cell: Cell, arrays: Mapping[str, np.ndarray], settings: Mapping) -> Path:
+    """Store one finished cell (:func:`cell_dataset`) atomically."""
     path = cell_path(out, cell)
-    atomic_write(path, _to_bytes(dataset))
+    atomic_write(path, _to_bytes(cell_dataset(cell, arrays, settings)))
     return path
 
 

@@ -17,6 +17,8 @@ _FAMILY_MODULES = (
     "finite_source",
     "distances",
     "relu",
+    "classification",
+    "finite_step",
 )
 
 for _name in _FAMILY_MODULES:

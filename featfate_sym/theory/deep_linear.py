@@ -55,7 +55,9 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1
 
 from featfate_sym import registry
-from featfate_sym.registry import Derivation, NumericForm, P, SpecialCase, Exactness, Source, Status, Step, register
+from featfate_sym import parameters
+from featfate_sym.derivation_cache import memo
+from featfate_sym.registry import Derivation, NumericForm, SpecialCase, Exactness, Source, Status, Step, register
 from featfate_sym.symbols import L, eta, mu, s, t, tau, u, u0, uf
 
 _FAMILY = "deep_linear_flow"
@@ -219,8 +221,8 @@ def _gd_drift_generic() -> tuple[sp.MatrixExpr, sp.MatrixExpr]:
     title="Conserved layer imbalances of gradient flow; weight-decay law; GD drift",
     family=_FAMILY,
     params=[
-        P(mu, "weight-decay rate of the gradient flow", lower=0),
-        P(t, "gradient-flow time", lower=0),
+        parameters.mu,
+        parameters.t,
     ],
     regime="gradient flow (optionally with weight decay mu) or gradient descent with step eta "
     "on any loss that depends on the weights only through beta = W_1...W_L",
@@ -314,7 +316,7 @@ def _balanced_coefficients(depth: int):
     "dln.balanced_flow",
     title="End-to-end gradient flow of a balanced single-output deep linear network",
     family=_FAMILY,
-    params=[P(L, "depth (number of weight matrices)", lower=1, integer=True)],
+    params=[parameters.L],
     regime="gradient flow from balanced weights (D_l = 0, the small-initialisation limit), "
     "single output, any loss of beta; the invariant assumes g = dLoss/dbeta stays in a fixed "
     "subspace (the row space of X)",
@@ -406,6 +408,7 @@ def balanced_flow() -> Derivation:
 
 
 # -- dln.mode_dynamics --------------------------------------------------------------------------
+@memo
 def _mode_ode() -> tuple[sp.Expr, list[Step]]:
     """``tau du/dt`` for one mode, from the balanced vector field.
 
@@ -435,10 +438,10 @@ def _mode_ode() -> tuple[sp.Expr, list[Step]]:
     title="Learning curve of one mode (Saxe et al.), depth 2",
     family=_FAMILY,
     params=[
-        P(s, "strength of the target mode", lower=0, lower_open=True),
-        P(u0, "initial strength of the mode (small init: 0 < u0 < s)", lower=0, lower_open=True),
-        P(t, "gradient-flow time", lower=0),
-        P(tau, "time constant (inverse learning rate)", lower=0, lower_open=True),
+        parameters.s,
+        parameters.u0,
+        parameters.t,
+        parameters.tau,
     ],
     regime="balanced gradient flow, single output, population loss (1/2)|beta - s e|^2 "
     "restricted to the mode e; depth L = 2",
@@ -547,11 +550,11 @@ def _span(antiderivative: sp.Expr, side: str) -> sp.Expr:
     title="Time for one mode to grow from u0 to uf (depth L)",
     family=_FAMILY,
     params=[
-        P(s, "strength of the target mode", lower=0, lower_open=True),
-        P(u0, "initial strength of the mode", lower=0, lower_open=True),
-        P(uf, "strength to reach", lower=0, lower_open=True),
-        P(tau, "time constant (inverse learning rate)", lower=0, lower_open=True),
-        P(L, "depth (number of weight matrices)", lower=1, integer=True),
+        parameters.s,
+        parameters.u0,
+        parameters.uf,
+        parameters.tau,
+        parameters.L,
     ],
     regime="balanced gradient flow of one mode, tau du/dt = L u^(2-2/L) (s - u) (dln.mode_dynamics)",
     status=Status(Source.CITED, Exactness.EXACT),

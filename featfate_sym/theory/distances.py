@@ -21,14 +21,15 @@ Results registered (family ``distances``):
   between the same joint laws (which is itself at most 2): the gap in expectation of one
   admissible test function ``cos(omega e . z) / (1 + omega)``, integrated by SymPy
   against the Gaussian law of ``e . z``; maximised over ``(omega, phi)`` numerically by
-  :func:`featfate_sym.distances_vs_transfer.bl_lower_bound`.
+  :func:`featfate_sym.studies.distances_vs_transfer.bl_lower_bound`.
 """
 
 from __future__ import annotations
 
 import sympy as sp
 
-from featfate_sym.registry import Derivation, ImplicitRoot, P, SpecialCase, Exactness, Source, Status, Step, register
+from featfate_sym import parameters
+from featfate_sym.registry import Derivation, ImplicitRoot, SpecialCase, Exactness, Source, Status, Step, register
 from featfate_sym.symbols import omega, phi, sigma, theta
 
 _FAMILY = "distances"
@@ -38,9 +39,8 @@ _BURES_REFERENCE = (
     "W2^2(N(m1, S1), N(m2, S2)) = |m1 - m2|^2 + tr S1 + tr S2 - 2 tr (S1^(1/2) S2 S1^(1/2))^(1/2)"
 )
 
-_THETA = P(theta, "angle between source and target teachers", lower=0, upper=sp.pi)
-_SIGMA_POSITIVE = P(sigma, "label-noise standard deviation of both tasks", lower=0, lower_open=True)
-_SIGMA = P(sigma, "label-noise standard deviation of both tasks", lower=0)
+_THETA, _SIGMA = parameters.theta, parameters.sigma
+_SIGMA_POSITIVE = parameters.sigma.restricted(lower_open=True)
 
 #: the largest eigenvalue of ``D S_s`` minus ``tr(D S_s) = 1 + sigma^2`` (see ``metrics.w2``),
 #: an implicit root; the offset form keeps its digits when sigma is large
@@ -258,9 +258,8 @@ def _joint_covariance_uv(sign) -> sp.Matrix:
     params=[
         _THETA,
         _SIGMA,
-        P(omega, "frequency of the test function cos(omega e.z)/(1 + omega)", lower=0, lower_open=True),
-        P(phi, "angle of the test direction e = (0, cos phi, sin phi) in the (v, y) plane", lower=0,
-          upper=sp.pi / 2),
+        parameters.omega,
+        parameters.phi,
     ],
     regime="exact for the linear-Gaussian tasks, any d (unit teachers at angle theta); a lower bound "
     "on beta(p_s, p_t) for every omega, phi; the bound itself is maximised numerically",
@@ -277,7 +276,7 @@ def _joint_covariance_uv(sign) -> sp.Matrix:
         "characteristic function exp(-q omega^2/2)). q_s - q_t = 4 sin(theta/2) sin(phi) cos(phi) "
         ">= 0 on the domain, so the expression is the gap itself, not its absolute value. "
         "The sup over (omega, phi) has no closed form; "
-        "featfate_sym.distances_vs_transfer.bl_lower_bound maximises it numerically."
+        "featfate_sym.studies.distances_vs_transfer.bl_lower_bound maximises it numerically."
     ),
     special_cases=[
         SpecialCase("same task: 0", sp.Integer(0), {theta: 0}),

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import sympy as sp
 
-from featfate_sym.registry import Derivation, ImplicitRoot, NumericForm, P, SpecialCase, Exactness, Source, Status, Step, get, register
+from featfate_sym import parameters
+from featfate_sym.derivation_cache import memo
+from featfate_sym.registry import Derivation, ImplicitRoot, NumericForm, SpecialCase, Exactness, Source, Status, Step, get, register
 from featfate_sym.symbols import L, a, b, c, d, ell_c, gamma, n, sigma, theta
 from featfate_sym.theory.random_matrix import (
     INVERSE_WISHART_REFERENCE,
@@ -39,10 +41,7 @@ from featfate_sym.theory.random_matrix import (
 _FAMILY = "fine_tuning"
 _PAPER = "Tahir, Ganguli & Rotskoff, arXiv 2410.08194"
 
-_GAMMA = P(gamma, "target samples per input dimension, n/d", lower=0, lower_open=True)
-_THETA = P(theta, "angle between source and target teachers", lower=0, upper=sp.pi)
-_SIGMA = P(sigma, "target label-noise standard deviation", lower=0)
-_DEPTH = P(L, "depth (number of weight matrices)", lower=1, integer=True)
+_GAMMA, _THETA, _SIGMA, _DEPTH = parameters.gamma, parameters.theta, parameters.sigma, parameters.L
 
 #: ``cos(theta)`` as one unknown while solving for the phase boundary
 _COS = sp.Symbol("cos_theta_star", real=True)
@@ -55,6 +54,7 @@ _Y = sp.Symbol("y", nonnegative=True)
 
 
 # -- shared pieces -----------------------------------------------------------------------
+@memo
 def projection_limit() -> sp.Expr:
     """``p`` with ``E P -> p I`` in the proportional limit: ``Min(1, gamma)``.
 
@@ -77,11 +77,13 @@ def null_space_mean(u: sp.Matrix, v: sp.Matrix, p: sp.Expr) -> sp.Expr:
     return sp.simplify((u.T * (sp.eye(2) - p * sp.eye(2)) * v)[0, 0])
 
 
+@memo
 def under_threshold(expr: sp.Expr) -> sp.Expr:
     """``expr`` on the branch ``gamma < 1``, where ``Min(1, gamma) = gamma``."""
     return sp.simplify(expr.subs(sp.Min(1, gamma), gamma))
 
 
+@memo
 def over_threshold(expr: sp.Expr) -> sp.Expr:
     """``expr`` on the branch ``gamma > 1``, where ``Min(1, gamma) = 1``."""
     return sp.simplify(expr.subs(sp.Min(1, gamma), 1))
@@ -105,6 +107,7 @@ def scratch_branches() -> tuple[sp.Expr, sp.Expr]:
     return branches[gamma < 1], branches[gamma > 1]
 
 
+@memo
 def _transferability_with_scale(scale: sp.Expr) -> tuple[sp.Expr, sp.Expr, list[Step]]:
     """``T = R_sc - R_ft`` on both sides of ``gamma = 1`` for ``(I-P) beta_ft = scale (I-P) beta_s``.
 
@@ -217,7 +220,6 @@ def transferability() -> Derivation:
     inert=("sigma",),
 )
 def transferability_first_layer() -> Derivation:
-    w = sp.Matrix(2, 2, sp.symbols("w11 w12 w21 w22", real=True))
     v = sp.Matrix(sp.symbols("v1 v2", real=True))
     g = sp.Matrix(sp.symbols("g1 g2", real=True))
     rate = sp.expand(-(g * v.T) * v)  # d(W_1 v)/dt with dW_1/dt = -g v^T, v frozen

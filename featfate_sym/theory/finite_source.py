@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import sympy as sp
 
-from featfate_sym.registry import Derivation, ImplicitRoot, P, SpecialCase, Exactness, Source, Status, Step, get, register
-from featfate_sym.symbols import L, b, c, d, gamma, gamma_s, lam, n, sigma, sigma_s, theta
+from featfate_sym import parameters
+from featfate_sym.derivation_cache import memo
+from featfate_sym.registry import Derivation, ImplicitRoot, SpecialCase, Exactness, Source, Status, Step, get, register
+from featfate_sym.symbols import L, b, c, d, gamma, gamma_s, lam, n, sigma_s, theta
 from featfate_sym.theory.fine_tuning import noise_polynomial, null_space_mean, projection_limit, teachers, under_threshold
 from featfate_sym.theory.random_matrix import (
     INVERSE_WISHART_REFERENCE,
@@ -39,13 +41,10 @@ from featfate_sym.theory.random_matrix import (
 _FAMILY = "finite_source"
 _PAPER = "Tahir, Ganguli & Rotskoff, arXiv 2410.08194"
 
-_GAMMA = P(gamma, "target samples per input dimension, n/d", lower=0, lower_open=True)
-_THETA = P(theta, "angle between source and target teachers", lower=0, upper=sp.pi)
-_GAMMA_S = P(gamma_s, "source samples per input dimension, n_s/d", lower=0, lower_open=True)
-_SIGMA_S = P(sigma_s, "source label-noise standard deviation", lower=0)
+_GAMMA, _THETA = parameters.gamma, parameters.theta
+_GAMMA_S, _SIGMA_S = parameters.gamma_s, parameters.sigma_s
 # as in featfate_sym.theory.fine_tuning
-_SIGMA = P(sigma, "target label-noise standard deviation", lower=0)
-_DEPTH = P(L, "depth (number of weight matrices)", lower=1, integer=True)
+_SIGMA, _DEPTH = parameters.sigma, parameters.L
 
 #: ``cos(theta)`` as one unknown while solving for the break-even angle
 _COS = sp.Symbol("cos_theta_star", real=True)
@@ -61,6 +60,7 @@ _U = sp.Symbol("u_ft", positive=True)
 _LOG_NORM = sp.Symbol("ell", real=True)
 
 
+@memo
 def source_moments() -> tuple[dict, list[Step]]:
     """Limits of ``E|beta_s_hat|^2`` and ``E<beta_t, beta_s_hat>`` on both sides of ``gamma_s = 1``.
 

@@ -32,7 +32,8 @@ from __future__ import annotations
 import sympy as sp
 from sympy.stats import Normal, variance
 
-from featfate_sym.registry import Derivation, P, SpecialCase, Exactness, Source, Status, Step, get, register
+from featfate_sym import parameters
+from featfate_sym.registry import Derivation, SpecialCase, Exactness, Source, Status, Step, get, register
 from featfate_sym.symbols import gamma, k, lam, n, sigma, theta
 from featfate_sym.theory.random_matrix import (
     INVERSE_WISHART_REFERENCE,
@@ -43,11 +44,8 @@ from featfate_sym.theory.random_matrix import (
 _FAMILY = "linear_transfer"
 _PAPER = "Tahir, Ganguli & Rotskoff, arXiv 2410.08194"
 
-_N = P(n, "number of target samples", lower=2, lower_open=True, integer=True)
-_THETA = P(theta, "angle between source and target teachers", lower=0, upper=sp.pi)
-_SIGMA = P(sigma, "target label-noise standard deviation", lower=0)
-_LAM = P(lam, "ridge strength of (1/n)|y - F w|^2 + lam |w|^2", lower=0)
-_GAMMA = P(gamma, "target samples per input dimension, n/d", lower=0, lower_open=True)
+_N = parameters.n.restricted(lower=2, lower_open=True)
+_THETA, _SIGMA, _LAM, _GAMMA = parameters.theta, parameters.sigma, parameters.lam, parameters.gamma
 
 #: the least-squares readout coefficient, a scratch symbol of the derivations
 _W = sp.Symbol("w", real=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from featfate_sym.derivation_cache import memo
 from featfate_sym.symbols import d as _d
 from featfate_sym.symbols import n as _n
 
@@ -104,6 +105,7 @@ def inverse_covariance_mean_coefficient(n=_n, d=_d) -> sp.Expr:
 
 
 # -- proportional limit ---------------------------------------------------------------
+@memo
 def proportional_limit(expr, gamma, n=_n, d=_d) -> sp.Expr:
     """The limit ``n, d -> oo`` with ``n = gamma d`` of a finite-size expression.
 
@@ -171,6 +173,7 @@ def _tidy(cond, gamma):
 
 
 # -- Marchenko–Pastur -----------------------------------------------------------------
+@memo
 def mp_stieltjes(psi, z) -> sp.Expr:
     """The Marchenko–Pastur Stieltjes transform ``m(z)`` -- DERIVED by ``sp.solve``.
 
@@ -181,6 +184,14 @@ def mp_stieltjes(psi, z) -> sp.Expr:
     ``lim z m(z) = -1`` is kept (for the other, ``z m(z) -> oo``).  The closed form uses the principal square root and is the
     transform on the negative real axis ``z < 0``, where the ridge quantities live.
     """
+    psi_, zeta, physical = _mp_physical_root()
+    return physical.subs({psi_: psi, zeta: z}, simultaneous=True)
+
+
+@memo
+def _mp_physical_root():
+    """``(psi, zeta, m)``: the physical root of the Marchenko–Pastur quadratic in its own
+    symbols (solved and selected once; :func:`mp_stieltjes` substitutes its arguments)."""
     psi_, m_ = sp.Symbol("psi", positive=True), sp.Symbol("m")
     zeta = sp.Symbol("zeta", negative=True)
     w = sp.Symbol("w", positive=True)  # z = -1/w: z -> -oo is w -> 0+
@@ -193,14 +204,16 @@ def mp_stieltjes(psi, z) -> sp.Expr:
     ]
     if len(physical) != 1:  # pragma: no cover - the quadratic has exactly one such root
         raise RuntimeError("could not select the Marchenko-Pastur branch")
-    return physical[0].subs({psi_: psi, zeta: z}, simultaneous=True)
+    return psi_, zeta, physical[0]
 
 
+@memo
 def mp_resolvent_trace(psi, lam) -> sp.Expr:
     """``lim (1/d) tr (X^T X/n + lam I)^{-1} = m(-lam)``, ``lam > 0`` -- DERIVED from :func:`mp_stieltjes`."""
     return sp.simplify(mp_stieltjes(psi, -lam))
 
 
+@memo
 def mp_resolvent_trace_squared(psi, lam) -> sp.Expr:
     """``lim (1/d) tr (X^T X/n + lam I)^{-2} = m'(-lam)``, ``lam > 0`` -- DERIVED.
 

@@ -6,7 +6,7 @@ linear function) depends on the two weight vectors only through their norms ``r1
 and the cosine ``rho`` of their angle, because ``(w.x, w'.x)`` is the projection of
 ``x`` onto the plane of ``w, w'``, a standard Gaussian in two dimensions.  These are the
 ingredients of the exact, sampling-free feature-overlap measure ``|P_perp f_t|^2``
-(:mod:`featfate_sym.relu_overlap`) and of the population loss used to pretrain the
+(:mod:`featfate_sym.studies.relu_overlap`) and of the population loss used to pretrain the
 two-layer student (:mod:`featfate_sym.simulation.relu`).
 
 Results registered (family ``two_layer_relu``, all exact for the stated model):
@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from featfate_sym.registry import Derivation, NumericForm, P, SpecialCase, Exactness, Source, Status, Step, register
+from featfate_sym import parameters
+from featfate_sym.registry import Derivation, NumericForm, SpecialCase, Exactness, Source, Status, Step, register
 from featfate_sym.symbols import r1, r2, rho
 
 _FAMILY = "two_layer_relu"
@@ -75,7 +76,7 @@ def _polar(integrand_angular: sp.Expr, radial_power: int, lower, upper) -> tuple
     "relu.second_moment",
     title="Second moment of a ReLU feature, E[relu(w.x)^2]",
     family=_FAMILY,
-    params=[P(r1, "norm |w| of the weight vector", 0, None, lower_open=True)],
+    params=[parameters.r1],
     regime=_REGIME,
     status=Status(Source.DERIVED, Exactness.EXACT),
     reference=_PAPER,
@@ -98,7 +99,7 @@ def _second_moment() -> Derivation:
     "relu.mean",
     title="Mean of a ReLU feature, E[relu(w.x)]",
     family=_FAMILY,
-    params=[P(r1, "norm |w| of the weight vector", 0, None, lower_open=True)],
+    params=[parameters.r1],
     regime=_REGIME,
     status=Status(Source.DERIVED, Exactness.EXACT),
     reference=_PAPER,
@@ -116,9 +117,9 @@ def _mean() -> Derivation:
 
 
 _KERNEL_PARAMS = [
-    P(r1, "norm |w| of the first weight vector", 0, None, lower_open=True),
-    P(r2, "norm |w'| of the second weight vector", 0, None, lower_open=True),
-    P(rho, "cosine of the angle between w and w'", -1, 1),
+    parameters.r1,
+    parameters.r2,
+    parameters.rho,
 ]
 
 
@@ -226,9 +227,9 @@ def _kernel_numeric_form(in_phi):
     title="Cross moment of a ReLU feature and a linear function, E[relu(w.x) (v.x)]",
     family=_FAMILY,
     params=[
-        P(r1, "norm |w| of the ReLU weight vector", 0, None, lower_open=True),
-        P(r2, "norm |v| of the linear weight vector", 0, None, lower_open=True),
-        P(rho, "cosine of the angle between w and v", -1, 1),
+        parameters.r1,
+        parameters.r2,
+        parameters.rho,
     ],
     regime=_REGIME,
     status=Status(Source.DERIVED, Exactness.EXACT),

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import sympy as sp
 
-from featfate_sym.registry import Derivation, P, SpecialCase, Exactness, Source, Status, Step, get, register
+from featfate_sym import parameters
+from featfate_sym.derivation_cache import memo
+from featfate_sym.registry import Derivation, SpecialCase, Exactness, Source, Status, Step, get, register
 from featfate_sym.symbols import d, gamma, lam, m, n, psi, sigma, z
 from featfate_sym.theory.random_matrix import (
     INVERSE_WISHART_REFERENCE,
@@ -39,15 +41,14 @@ from featfate_sym.theory.random_matrix import (
 _REFERENCE = "Tahir, Ganguli & Rotskoff, arXiv 2410.08194, Thms 3.5-3.6"
 _MP_REFERENCE = "Marchenko-Pastur law; Bai & Silverstein (2010), Thm 3.10"
 
-_GAMMA = P(gamma, "target samples per input dimension, n/d", lower=0, lower_open=True)
-_SIGMA = P(sigma, "target label-noise standard deviation", lower=0)
-_LAM = P(lam, "ridge strength of (1/n)|y - X w|^2 + lam |w|^2", lower=0)
+_GAMMA, _SIGMA, _LAM = parameters.gamma, parameters.sigma, parameters.lam
 
 #: ``kappa = lam (1 + psi m(-lam))``, an internal variable of the ridge derivation
 _KAPPA = sp.Symbol("kappa", positive=True)
 
 
 # -- helpers -----------------------------------------------------------------------------
+@memo
 def _on_branch(expr: sp.Expr, side: str) -> sp.Expr:
     """Evaluate ``expr`` on one side of the interpolation threshold.
 
@@ -61,6 +62,7 @@ def _on_branch(expr: sp.Expr, side: str) -> sp.Expr:
     return sp.simplify(sp.simplify(expr.subs(n, shift)).subs(j, back))
 
 
+@memo
 def _ridge_risk_psi() -> tuple[sp.Expr, sp.Expr, sp.Expr, list[Step]]:
     """Bias, variance and risk of isotropic ridge in the limit, in ``psi = d/n`` and ``lam``.
 
@@ -143,6 +145,7 @@ def _stable_sqrt_sum(expr: sp.Expr) -> sp.Expr:
     return sp.Piecewise((c1 * (root - b), b <= 0), (c1 * gap / (root + b), True))
 
 
+@memo
 def _ridgeless_limit(expr: sp.Expr) -> sp.Piecewise:
     """``lim_{lam -> 0+}`` of a ridge expression in ``psi, lam, sigma``, as a function of gamma.
 
@@ -188,6 +191,7 @@ def _noise_polynomial(expr: sp.Expr) -> sp.Expr:
     return num / sp.factor(den)
 
 
+@memo
 def _to_gamma(expr: sp.Expr) -> sp.Expr:
     return sp.simplify(expr.subs(psi, 1 / gamma))
 
@@ -198,8 +202,8 @@ def _to_gamma(expr: sp.Expr) -> sp.Expr:
     title="Expected risk of minimum-norm interpolation at finite n, d",
     family="scratch",
     params=[
-        P(n, "number of target samples", lower=1, integer=True),
-        P(d, "input dimension", lower=1, integer=True),
+        parameters.n,
+        parameters.d,
         _SIGMA,
     ],
     regime="finite n, d; Gaussian design; small-initialisation gradient flow (min-norm interpolator)",

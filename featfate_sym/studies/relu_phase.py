@@ -204,3 +204,40 @@ def simulate_relu_phase(
         target_norm=target_norm, pretrained_weights=weights, seconds=time.perf_counter() - start,
         settings=settings,
     )
+
+
+def overlap_checks(grid: ReluPhaseGrid, *, n_samples: int, seed: int) -> list:
+    """Per ``mu`` of ``grid``: the least-squares Monte Carlo check
+    (:func:`featfate_sym.studies.relu_overlap.overlap_monte_carlo`, ``n_samples`` draws,
+    seed ``seed``) of the exact overlap ``grid.overlap[i, 0]``: replicate 0's pretrained
+    features against its target teacher (teacher seed ``grid.settings["seed"]``, the
+    same tasks as the grid's)."""
+    from featfate_sym.simulation.relu import make_relu_tasks
+    from featfate_sym.studies.relu_overlap import overlap_monte_carlo
+
+    settings = grid.settings
+    checks = []
+    for i, mu in enumerate(grid.mus):
+        target = make_relu_tasks(settings["input_dim"], settings["teacher_width"], float(mu),
+                                 seed=settings["seed"]).target
+        checks.append(overlap_monte_carlo(grid.pretrained_weights[i, 0], target.weights.numpy(),
+                                          target.readout.numpy(), n_samples=n_samples, seed=seed))
+    return checks
+
+
+def relu_step_times(*, input_dim: int, teacher_width: int, student_width: int, lr: float, steps: int,
+                    n_samples: int, device: str | torch.device = "cpu") -> tuple[float, float]:
+    """``(seconds per pretraining step, seconds per target-training step)`` of the
+    mean-field engine: ``steps`` steps of each (no tolerance) at removed fraction 0.25,
+    target training (fine-tuning) on ``n_samples`` target samples.  A one-step warm-up
+    first (the first call derives and compiles the kernel)."""
+    from featfate_sym.simulation.relu import fine_tune_relu, make_relu_tasks, pretrain_student, sample_relu_data
+
+    tasks = make_relu_tasks(input_dim, teacher_width, 0.25, seed=0, device=device)
+    student = MeanFieldStudent.small_init(student_width, input_dim, init_scale=1e-3, seed=1, device=device)
+    opts = TrainingOptions(lr=lr, max_steps=steps, tol=0.0)
+    pretrain_student(student.clone(), tasks.source, TrainingOptions(lr=lr, max_steps=1, tol=0.0))
+    rec = pretrain_student(student, tasks.source, opts)
+    x, y = sample_relu_data(tasks.target, n_samples, seed=2)
+    rec_t = fine_tune_relu(student, x, y, opts)
+    return rec.seconds / max(rec.steps, 1), rec_t.seconds / max(rec_t.steps, 1)

@@ -41,7 +41,7 @@ from the registered ReLU moments (``relu.arccos_kernel``, ``relu.mean``), no sam
   projection is 1-Lipschitz), itself at least ``(m_s - m_t)^2 + (s_s - s_t)^2`` with the
   labels' means and standard deviations (Gelbrich's bound, valid for any laws);
 - the linear-transfer limit is the part of ``f_t`` outside the span of the pretrained
-  features, ``|P_perp f_t|^2`` (:mod:`featfate_sym.relu_overlap`), here with the
+  features, ``|P_perp f_t|^2`` (:mod:`featfate_sym.studies.relu_overlap`), here with the
   features an ideal pretraining recovers: the source teacher's own neurons.
 
 The in-span family ``f_t = a f_s`` has ``|P_perp f_t|^2 = 0`` for every ``a`` while KL and
@@ -420,7 +420,7 @@ def _relu_tasks(dim: int, width: int, replaced: float, seed: int) -> tuple[tuple
 
 
 def _relu_distances(source, targets, noise_std: float, labels) -> ReluTargets:
-    from featfate_sym.relu_overlap import feature_overlap, relu_gram, target_norm
+    from featfate_sym.studies.relu_overlap import feature_overlap, relu_gram, target_norm
 
     mean = ff.get("relu.mean").numpy
     ws, a_s = source

@@ -165,3 +165,74 @@ def simulate_ridge_baseline(
         n_samples=n,
         dim=dim,
     )
+
+
+#: the table's rows: ``n/d`` values and the named angles of ``numerics/ridge_baseline_table.py``
+TABLE_GAMMAS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+TABLE_THETAS = (("pi/4", math.pi / 4), ("pi/2", math.pi / 2))
+
+
+@dataclass(frozen=True)
+class RidgeTableRow:
+    """One (gamma, theta) cell of the theory-vs-simulation table of the tuned baseline.
+
+    ``optimal_risk``: the closed form ``scratch.risk_optimal_ridge``; ``best_mean`` +-
+    ``best_se``: the simulated grid-tuned ridge risk, mean +- standard error over the
+    replicates, at the grid value ``best_lam``; ``closed_form_lam = sigma^2 d / n``
+    (``sigma^2 / gamma``); ``tuned_theory``: ``T_lt^tuned = R_ridge_opt - R_lt``
+    (``lt.risk`` at lam = 0), ``tuned_mean`` +- ``tuned_se`` its simulation (readout refit
+    on the same data); ``min_norm_theory``: ``lt.transferability`` against minimum-norm
+    scratch."""
+
+    gamma: float
+    theta_label: str
+    theta: float
+    optimal_risk: float
+    best_mean: float
+    best_se: float
+    best_lam: float
+    closed_form_lam: float
+    tuned_theory: float
+    tuned_mean: float
+    tuned_se: float
+    min_norm_theory: float
+
+    @property
+    def best_z(self) -> float:
+        """``(simulated - theory) / SE`` of the tuned ridge risk."""
+        return (self.best_mean - self.optimal_risk) / self.best_se
+
+    @property
+    def tuned_z(self) -> float:
+        """``(simulated - theory) / SE`` of ``T_lt^tuned``."""
+        return (self.tuned_mean - self.tuned_theory) / self.tuned_se
+
+
+def ridge_baseline_table(dim: int, replicates: int, seed: int, *, noise_std: float = 0.2, gammas=TABLE_GAMMAS,
+                         thetas=TABLE_THETAS) -> list[RidgeTableRow]:
+    """The rows of ``numerics/ridge_baseline_table.py``, gamma-major: for each ``gamma``
+    and each ``(label, theta)`` of ``thetas``, one :func:`simulate_ridge_baseline` run of
+    ``replicates`` data sets, all drawn in turn from one generator seeded by ``seed``,
+    beside the registry's closed forms."""
+    import featfate_sym as ff
+
+    optimal = ff.get("scratch.risk_optimal_ridge")
+    lt_risk = ff.get("lt.risk")
+    lt_t = ff.get("lt.transferability")
+    rng = np.random.default_rng(seed)
+    sqrt_r = math.sqrt(replicates)
+    rows = []
+    for g in gammas:
+        r_opt = float(optimal.evaluate(gamma=g, sigma=noise_std))
+        for label, theta in thetas:
+            res = simulate_ridge_baseline(dim, g, noise_std, theta=theta, replicates=replicates, seed=rng)
+            t_sim = res.transferability_tuned
+            rows.append(RidgeTableRow(
+                gamma=float(g), theta_label=label, theta=float(theta), optimal_risk=r_opt,
+                best_mean=float(res.best_risks.mean()), best_se=float(res.best_risks.std(ddof=1) / sqrt_r),
+                best_lam=res.best_lam, closed_form_lam=noise_std**2 / g,
+                tuned_theory=float(r_opt - lt_risk.evaluate(theta=theta, lam=0.0)),
+                tuned_mean=float(t_sim.mean()), tuned_se=float(t_sim.std(ddof=1) / sqrt_r),
+                min_norm_theory=float(lt_t.evaluate(gamma=g, theta=theta, sigma=noise_std, lam=0.0)),
+            ))
+    return rows

@@ -2,7 +2,7 @@
 the theory.
 
 Over a ``(theta, gamma)`` grid, each cell runs
-:func:`featfate_sym.simulation.ridge_baseline.simulate_ridge_baseline` (ridge from
+:func:`featfate_sym.studies.ridge_baseline.simulate_ridge_baseline` (ridge from
 scratch over a ``lam`` grid, the grid value with the smallest mean risk, and the
 linear-transfer readout on the same data) and sets the replicate means beside the
 registry's closed forms (SPEC section 2, "Regularised scratch baseline"; Tahir, Ganguli &
@@ -45,7 +45,7 @@ from typing import Callable
 import numpy as np
 import featfate_sym as ff
 from featfate_sym import stats
-from featfate_sym.simulation.ridge_baseline import (
+from featfate_sym.studies.ridge_baseline import (
     RidgeBaseline,
     default_lam_grid,
     simulate_ridge_baseline,

@@ -1,0 +1,227 @@
+"""Learning curves: the risk along gradient flow, by quadrature of a derived integrand.
+
+``scratch.risk_time`` (:mod:`featfate_sym.theory.finite_step`) derives the risk of linear
+least squares trained by gradient flow from ``beta = 0`` (loss ``(1/n)|X beta - y|^2``,
+proportional limit ``n = gamma d``) as an atom plus a spectral integral against the
+Marchenko–Pastur law, which SymPy does not close.  This module evaluates that integral
+numerically from the registered pieces -- nothing here is typed in:
+
+    ``R(t) = (1 - gamma)_+ h(0+) + int_0^pi [bias(x) + sigma^2 variance(x)] w(phi) dphi``,
+    ``x = x(phi)`` (the extras ``bias``, ``variance``, ``at_zero``, ``weight``,
+    ``eigenvalue_of_phi``, ``atom``; ``integrand_limit`` for ``t = oo``).
+
+Float64: the pieces are compiled with ``lambdify(modules="numpy")`` after the rewrite of
+:func:`featfate_sym.compiled.stabilise` (``(1 - e^{-2xt})^2`` as ``expm1(-2xt)^2``) and
+integrated by ``scipy.integrate.quad`` (relative tolerance 1e-11; the substitution makes
+the integrand smooth on ``[0, pi]``).  :func:`risk_time_mp` evaluates the registered
+expression itself (its ``Integral``) by ``mpmath.quad`` at a chosen precision: the
+reference the tests compare the float64 values with.
+
+Fine-tuning at a finite step (``ft.transferability_gd``): :func:`fine_tuning_drift` solves
+the registered reduced flow (``rate_p1``, ``rate_p2``, ``rate_varsigma``, lambdified) with
+``scipy.integrate.solve_ivp`` and integrates the registered drift rate along it;
+:func:`transferability_gd_slope` multiplies by the derived ``dT/dc dc/dDelta``;
+:func:`transferability_gd` is ``T_exact + eta`` times that slope.
+:func:`reduced_fine_tuning` iterates the exact GD map of the same reduced coordinates
+(finite ``eta``, no expansion), the independent reference of the first-order result and,
+with a replicate's own geometry, of the full simulator.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import mpmath
+import numpy as np
+import sympy as sp
+from scipy import integrate
+
+__all__ = ["risk_time", "risk_time_mp", "fine_tuning_drift", "transferability_gd_slope", "transferability_gd",
+           "reduced_fine_tuning", "transferability_reduced_gd"]
+
+
+def _check(gamma, sigma, t):
+    for name, value, lower, open_ in (("gamma", gamma, 0.0, True), ("sigma", sigma, 0.0, False),
+                                      ("t", t, 0.0, False)):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a real number (got {value!r})") from None
+        if math.isnan(value) or value < lower or (open_ and value == lower) or (
+                name != "t" and math.isinf(value)):
+            domain = "(0, inf)" if open_ else ("[0, inf]" if name == "t" else "[0, inf)")
+            raise ValueError(f"parameter {name} must be in {domain} (got {value!r})")
+    return float(gamma), float(sigma), float(t)
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled():
+    from featfate_sym import registry
+    from featfate_sym.compiled import stabilise
+    from featfate_sym.symbols import gamma, sigma, t
+
+    result = registry.get("scratch.risk_time")
+    ex = result.extras
+    angle = next(iter(ex["weight"].free_symbols - {gamma}))
+    eig = next(iter(ex["variance"].free_symbols - {gamma, t}))
+    x_of_phi = ex["eigenvalue_of_phi"]
+
+    def on_angle(expr, *args):
+        return sp.lambdify([angle, *args], stabilise(expr.subs(eig, x_of_phi) * ex["weight"]), modules="numpy")
+
+    return {
+        "bias": on_angle(ex["bias"], gamma, t),
+        "variance": on_angle(ex["variance"], gamma, t),
+        "variance_limit": on_angle(ex["integrand_limit"].subs(sigma, 1), gamma),
+        "at_zero": float(ex["at_zero"]),
+        "atom": sp.lambdify([gamma], ex["atom"], modules="numpy"),
+    }
+
+
+def _quad(f, *args) -> float:
+    value, _ = integrate.quad(f, 0.0, math.pi, args=args, epsabs=0.0, epsrel=1e-11, limit=400)
+    return float(value)
+
+
+def risk_time(gamma, sigma, t) -> float:
+    """``E|beta(t) - beta_t|^2`` for gradient flow from zero at time ``t`` (``t = inf``
+    allowed: the end point, ``scratch.risk``), ``n/d -> gamma``, label noise ``sigma``.
+    Bad arguments raise ``ValueError`` naming the parameter."""
+    gamma, sigma, t = _check(gamma, sigma, t)
+    fns = _compiled()
+    atom = float(fns["atom"](gamma)) * fns["at_zero"]
+    if math.isinf(t):
+        if sigma == 0:
+            return atom
+        if gamma == 1.0:
+            return math.inf
+        return atom + sigma**2 * _quad(fns["variance_limit"], gamma)
+    with np.errstate(over="ignore", under="ignore"):
+        bias = _quad(fns["bias"], gamma, t)
+        variance = _quad(fns["variance"], gamma, t) if sigma > 0 else 0.0
+    return atom + bias + sigma**2 * variance
+
+
+def risk_time_mp(gamma, sigma, t, dps: int = 30) -> mpmath.mpf:
+    """The registered expression of ``scratch.risk_time`` (its ``Integral`` by
+    ``mpmath.quad``) at ``dps`` digits: the reference for :func:`risk_time`."""
+    gamma_f, sigma_f, t_f = _check(gamma, sigma, t)
+    if math.isinf(t_f):
+        raise ValueError("risk_time_mp takes a finite t (use scratch.risk for t = oo)")
+    from featfate_sym import registry
+
+    result = registry.get("scratch.risk_time")
+    named = next(iter(result.expr.atoms(sp.core.function.AppliedUndef)))
+    full = result.expr.xreplace({named: result.extras["spectral_integral"]})
+    f = sp.lambdify(list(result.symbols), full, modules="mpmath")
+    with mpmath.workdps(dps):
+        return +f(*[mpmath.mpf(str(v)) for v in (gamma, sigma, t)])
+
+
+# -- fine-tuning at a finite step (ft.transferability_gd) --------------------------------------
+@functools.lru_cache(maxsize=1)
+def _fine_tuning():
+    from featfate_sym import registry
+    from featfate_sym.symbols import L, b, c, gamma, sigma, theta
+
+    ex = registry.get("ft.transferability_gd").extras
+    names = {s.name: s for e in (ex["rate_p1"], ex["rate_varsigma"], ex["drift_rate"], ex["rate_p2"])
+             for s in e.free_symbols}
+    p1, p2, vs, b1, b2 = (names[k] for k in ("p_1", "p_2", "varsigma", "b_1", "b_2"))
+    rates = sp.lambdify([p1, p2, vs, L, b1, b2],
+                        [ex["rate_p1"], ex["rate_p2"], ex["rate_varsigma"], ex["drift_rate"]], modules="numpy")
+    geometry = sp.lambdify([gamma, theta, sigma],
+                           [ex["initial_p1"], ex["b_1"], ex["b_2"], ex["null_norm_sq"], ex["scratch_norm_sq"]],
+                           modules="numpy")
+    factor = sp.lambdify([c, L, gamma, theta, b], ex["slope_factor"], modules="numpy")
+    t_of_c = sp.lambdify([c, L, gamma, theta], ex["transferability_of_c"], modules="numpy")
+    return rates, geometry, factor, t_of_c
+
+
+def _check_ft(gamma, theta, sigma, depth):
+    gamma, sigma, _ = _check(gamma, sigma, 0.0)
+    if not gamma < 1:
+        raise ValueError(f"parameter gamma must be in (0, 1) for fine-tuning with a null space (got {gamma!r})")
+    theta = float(theta)
+    if not 0 <= theta <= math.pi:
+        raise ValueError(f"parameter theta must be in [0, pi] (got {theta!r})")
+    if isinstance(depth, bool) or not float(depth).is_integer() or depth < 1:
+        raise ValueError(f"parameter L must be an integer >= 1 (got {depth!r})")
+    return gamma, theta, sigma, int(depth)
+
+
+def fine_tuning_drift(gamma, theta, sigma, depth, *, rtol: float = 1e-11):
+    """The drift integral ``int_0^oo f dt`` of ``ft.transferability_gd`` along the reduced
+    balanced flow (``scipy.integrate.solve_ivp``, DOP853), and the end scale ``c``
+    (``varsigma(oo)``, the balanced root).  Returns ``(integral, c)``."""
+    gamma, theta, sigma, depth = _check_ft(gamma, theta, sigma, depth)
+    rates, geometry, _, _ = _fine_tuning()
+    p1, b1, b2, _, _ = (float(v) for v in geometry(gamma, theta, sigma))
+
+    def field(_, y):
+        r = rates(y[0], y[1], y[2], depth, b1, b2)
+        return [r[0], r[1], r[2], r[3]]
+
+    state, time = [p1, 0.0, 1.0, 0.0], 0.0
+    for _ in range(200):
+        sol = integrate.solve_ivp(field, (time, time + 10.0), state, method="DOP853", rtol=rtol, atol=1e-15)
+        if not sol.success:  # pragma: no cover
+            raise ArithmeticError(f"the reduced flow failed: {sol.message}")
+        state, time = list(sol.y[:, -1]), time + 10.0
+        speed = sum(v * v for v in field(time, state)[:3])
+        if speed < 1e-18:  # f is quadratic in the rates: what is left of the integral is ~ speed/rate
+            return float(state[3]), float(state[2])
+    raise ArithmeticError("the reduced flow did not converge")  # pragma: no cover
+
+
+def transferability_gd_slope(gamma, theta, sigma, depth) -> float:
+    """``dT_ft/deta`` at ``eta = 0`` (``ft.transferability_gd``, whitened loss)."""
+    gamma, theta, sigma, depth = _check_ft(gamma, theta, sigma, depth)
+    if depth == 1:
+        return 0.0
+    _, geometry, factor, _ = _fine_tuning()
+    integral, c = fine_tuning_drift(gamma, theta, sigma, depth)
+    b_sq = float(geometry(gamma, theta, sigma)[4])
+    return float(factor(c, depth, gamma, theta, b_sq)) * integral
+
+
+def transferability_gd(gamma, theta, sigma, depth, eta) -> float:
+    """``T_ft`` to first order in the step: ``T_exact + eta dT/deta`` (``ft.transferability_gd``)."""
+    gamma, theta, sigma, depth = _check_ft(gamma, theta, sigma, depth)
+    eta = float(eta)
+    if not (eta > 0 and math.isfinite(eta)):
+        raise ValueError(f"parameter eta must be in (0, inf) (got {eta!r})")
+    _, _, _, t_of_c = _fine_tuning()
+    _, c = fine_tuning_drift(gamma, theta, sigma, depth)
+    return float(t_of_c(c, depth, gamma, theta)) + eta * transferability_gd_slope(gamma, theta, sigma, depth)
+
+
+def reduced_fine_tuning(p1, b1, b2, depth, eta, *, tol: float = 1e-22, max_steps: int = 1_000_000):
+    """The exact gradient-descent map of fine-tuning on the whitened loss in the reduced
+    coordinates of ``ft.transferability_gd`` (``p`` the row-space part of the first layer's
+    column, ``varsigma`` the common scale of the deeper layers), from ``p = (p1, 0)``,
+    ``varsigma = 1``, to convergence.  Returns the end scale ``varsigma`` (``c``; the
+    null-space part of beta ends at ``c^(L-1) (I-P) beta_s``).  ``eta`` must be below the
+    stability limit; divergence raises ``ArithmeticError``."""
+    rates, _, _, _ = _fine_tuning()
+    q1, q2, vs = float(p1), 0.0, 1.0
+    for _ in range(max_steps):
+        r = rates(q1, q2, vs, depth, b1, b2)
+        prod = vs ** (depth - 1)
+        if (prod * q1 - b1) ** 2 + (prod * q2 - b2) ** 2 < tol:
+            return vs
+        q1, q2, vs = q1 + eta * r[0], q2 + eta * r[1], vs + eta * r[2]
+        if not (math.isfinite(vs) and vs > 0):
+            raise ArithmeticError(f"the reduced GD map diverged at eta = {eta:g}")
+    raise ArithmeticError("the reduced GD map did not converge")  # pragma: no cover
+
+
+def transferability_reduced_gd(gamma, theta, sigma, depth, eta) -> float:
+    """``T_ft`` at a finite step from the exact reduced map (whitened loss, concentrated
+    geometry): the reference for the first-order result."""
+    gamma, theta, sigma, depth = _check_ft(gamma, theta, sigma, depth)
+    _, geometry, _, t_of_c = _fine_tuning()
+    p1, b1, b2, _, _ = (float(v) for v in geometry(gamma, theta, sigma))
+    c = reduced_fine_tuning(p1, b1, b2, depth, float(eta))
+    return float(t_of_c(c, depth, gamma, theta))

@@ -1,0 +1,206 @@
+"""Monte Carlo of square-loss classifiers on Gaussian mixtures (issue 13).
+
+The model of :mod:`featfate_sym.theory.classification`: labels ``y = +-1`` with
+probability 1/2, inputs ``x = y mu + z``, ``z ~ N(0, I_d)``; source and target class means
+``mu_s``, ``mu_t`` of norm ``m`` at angle ``theta``.  Each estimator is computed in closed
+form from one sampled target set (float64 NumPy), and its test error on the target mixture
+is computed *exactly* from the weights, ``Phi(-(w . mu_t)/|w|)``; only the training set is
+random.
+
+Estimators (the end points of the training protocols):
+
+- scratch: the minimum-norm least-squares solution ``w = X^+ y``;
+- linear transfer: ``w = a f`` on the frozen pretrained feature ``f = beta_s/|beta_s|``,
+  ``a = f^T X^T y / |X f|^2``;
+- fine-tuning (``c = 1`` end point): ``w = X^+ y + (I - P) beta_s``, ``P = X^+ X``, with
+  ``beta_s = mu_s / (1 + |mu_s|^2)`` the population source minimiser.
+
+Every random function takes a NumPy ``Generator`` or an integer seed (one generator per
+call; no global state).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import ndtr
+
+__all__ = [
+    "METHODS",
+    "class_means",
+    "sample_mixture",
+    "test_error",
+    "pretrained_vector",
+    "min_norm_classifier",
+    "linear_transfer_classifier",
+    "fine_tuned_classifier",
+    "simulate_errors",
+    "simulate_linear_transfer_errors",
+]
+
+#: the estimators :func:`simulate_errors` can compute
+METHODS = ("scratch", "linear_transfer", "fine_tuning")
+
+
+def _generator(seed) -> np.random.Generator:
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a nonnegative integer or a numpy Generator (got {seed!r})")
+    return np.random.default_rng(int(seed))
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1 (got {value!r})")
+    return int(value)
+
+
+def _check_geometry(dim, norm, angle) -> tuple[int, float, float]:
+    dim = _check_positive_int("dim", dim)
+    if dim < 2:
+        raise ValueError(f"dim must be >= 2 (got {dim})")
+    if not (np.isfinite(norm) and norm > 0):
+        raise ValueError(f"norm must be > 0 (got {norm!r})")
+    if not (np.isfinite(angle) and 0 <= angle <= math.pi):
+        raise ValueError(f"angle must be in [0, pi] (got {angle!r})")
+    return dim, float(norm), float(angle)
+
+
+def class_means(dim: int, norm: float, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(mu_s, mu_t)``: ``mu_t = norm e_1``, ``mu_s = norm (cos(angle) e_1 + sin(angle) e_2)``.
+
+    Fixed axes lose nothing: the noise is isotropic, so every error depends on the means
+    only through their norms and angle.
+    """
+    dim, norm, angle = _check_geometry(dim, norm, angle)
+    mu_t = np.zeros(dim)
+    mu_t[0] = norm
+    mu_s = np.zeros(dim)
+    mu_s[0], mu_s[1] = norm * math.cos(angle), norm * math.sin(angle)
+    return mu_s, mu_t
+
+
+def sample_mixture(n_samples: int, mean: np.ndarray, seed) -> tuple[np.ndarray, np.ndarray]:
+    """``n_samples`` draws ``(x, y)``: ``y = +-1`` equiprobable, ``x = y mean + z``."""
+    n_samples = _check_positive_int("n_samples", n_samples)
+    rng = _generator(seed)
+    mean = np.asarray(mean, dtype=float)
+    y = rng.choice(np.array([-1.0, 1.0]), size=n_samples)
+    x = y[:, None] * mean[None, :] + rng.standard_normal((n_samples, mean.size))
+    return x, y
+
+
+def test_error(weights: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Exact test error ``Phi(-(w . mean)/|w|)`` of ``sign(w . x)`` on the mixture with
+    class mean ``mean``; ``weights`` may be stacked on leading axes."""
+    w = np.asarray(weights, dtype=float)
+    norm = np.linalg.norm(w, axis=-1)
+    if np.any(norm == 0):
+        raise ValueError("a zero weight vector has no test error")
+    return ndtr(-(w @ np.asarray(mean, dtype=float)) / norm)
+
+
+test_error.__test__ = False  # a library function, not a pytest test
+
+
+def pretrained_vector(mu_s: np.ndarray) -> np.ndarray:
+    """End point of pretraining on the population source square loss:
+    ``(I + mu_s mu_s^T)^{-1} mu_s = mu_s / (1 + |mu_s|^2)``, computed by a linear solve."""
+    mu_s = np.asarray(mu_s, dtype=float)
+    return np.linalg.solve(np.eye(mu_s.size) + np.outer(mu_s, mu_s), mu_s)
+
+
+def _pinv_apply(x: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """``X^+ targets`` for a full-rank Gaussian design: ``X^T (X X^T)^{-1} targets`` when
+    ``n < d`` (minimum norm), ``(X^T X)^{-1} X^T targets`` when ``n >= d`` (least squares);
+    a Cholesky-free linear solve, much cheaper than the SVD of ``lstsq``."""
+    n, dim = x.shape
+    if n < dim:
+        return x.T @ np.linalg.solve(x @ x.T, targets)
+    return np.linalg.solve(x.T @ x, x.T @ targets)
+
+
+def min_norm_classifier(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``X^+ y``: minimum-norm least squares (the scratch end point)."""
+    return _pinv_apply(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+
+
+def linear_transfer_classifier(x: np.ndarray, y: np.ndarray, feature: np.ndarray) -> np.ndarray:
+    """``a f`` with ``f`` the unit feature direction and ``a = f^T X^T y / |X f|^2``."""
+    f = np.asarray(feature, dtype=float)
+    f = f / np.linalg.norm(f)
+    u = x @ f
+    return (u @ y) / (u @ u) * f
+
+
+def fine_tuned_classifier(x: np.ndarray, y: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """``X^+ y + (I - P) start``, ``P = X^+ X``: the ``c = 1`` fine-tuning end point."""
+    start = np.asarray(start, dtype=float)
+    x = np.asarray(x, dtype=float)
+    sol = _pinv_apply(x, np.column_stack([np.asarray(y, dtype=float), x @ start]))
+    return sol[:, 0] + start - sol[:, 1]
+
+
+def simulate_errors(
+    n_samples: int,
+    dim: int,
+    angle: float,
+    norm: float,
+    replicates: int,
+    seed,
+    methods=METHODS,
+) -> dict[str, np.ndarray]:
+    """Exact test errors of the chosen estimators on ``replicates`` independent target sets.
+
+    Returns ``{method: array of shape (replicates,)}``; the methods share each target set
+    (paired replicates).
+    """
+    n_samples = _check_positive_int("n_samples", n_samples)
+    replicates = _check_positive_int("replicates", replicates)
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown method {sorted(unknown)[0]!r}; methods are {', '.join(METHODS)}")
+    mu_s, mu_t = class_means(dim, norm, angle)
+    beta_s = pretrained_vector(mu_s)
+    rng = _generator(seed)
+    out = {name: np.empty(replicates) for name in methods}
+    for r in range(replicates):
+        x, y = sample_mixture(n_samples, mu_t, rng)
+        if "scratch" in out:
+            out["scratch"][r] = test_error(min_norm_classifier(x, y), mu_t)
+        if "linear_transfer" in out:
+            out["linear_transfer"][r] = test_error(linear_transfer_classifier(x, y, beta_s), mu_t)
+        if "fine_tuning" in out:
+            out["fine_tuning"][r] = test_error(fine_tuned_classifier(x, y, beta_s), mu_t)
+    return out
+
+
+def simulate_linear_transfer_errors(
+    n_samples: int,
+    dim: int,
+    angle: float,
+    norm: float,
+    replicates: int,
+    seed,
+    chunk: int = 2048,
+) -> np.ndarray:
+    """The linear-transfer errors of :func:`simulate_errors`, vectorised over replicates
+    (for the many replicates a small-``n`` check needs); full target sets are drawn."""
+    n_samples = _check_positive_int("n_samples", n_samples)
+    replicates = _check_positive_int("replicates", replicates)
+    chunk = _check_positive_int("chunk", chunk)
+    mu_s, mu_t = class_means(dim, norm, angle)
+    f = pretrained_vector(mu_s)
+    f = f / np.linalg.norm(f)
+    rng = _generator(seed)
+    out = np.empty(replicates)
+    for start in range(0, replicates, chunk):
+        size = min(chunk, replicates - start)
+        y = rng.choice(np.array([-1.0, 1.0]), size=(size, n_samples))
+        x = y[:, :, None] * mu_t + rng.standard_normal((size, n_samples, mu_t.size))
+        u = x @ f
+        a = np.einsum("ri,ri->r", u, y) / np.einsum("ri,ri->r", u, u)
+        out[start:start + size] = test_error(a[:, None] * f[None, :], mu_t)
+    return out

@@ -1,0 +1,188 @@
+"""Minibatch stochastic gradient descent for single-output deep linear networks,
+batched over replicates.
+
+Same network and weight layout as :mod:`featfate_sym.simulation.training`: ``f(x) =
+x^T W_1 ... W_L``, ``W_l`` of shape ``(R, d_{l-1}, d_l)`` for ``l < L`` and the readout
+``W_L`` of shape ``(R, d_{L-1})``, replicates on the leading axis.
+
+Conventions (SPEC section 5): the loss of a minibatch ``B`` of rows of ``X`` is
+``(1/|B|)|X_B beta - y_B|^2`` (no 1/2), every layer is updated ``W <- W - eta
+dLoss_B/dW`` with a fixed step ``eta``.  With ``g = 2 X_B^T (X_B beta - y_B)/|B|`` the
+layer gradients are rank one, ``G_l = (W_1...W_{l-1})^T g (W_{l+1}...W_L)^T``, formed by
+matrix-vector products exactly as in the full-batch loop; the minibatch enters only
+through ``X_B^T (X_B beta - y_B)``, two products with the raw design (``RegressionData``
+keeps it when sampled with ``keep_design=True``).
+
+Sampling: ``replacement=False`` (the default) draws, per replicate and per epoch, a
+uniform random permutation of the ``n`` rows and cuts it into ``ceil(n/B)`` consecutive
+batches (the last one holds the ``n mod B`` rows left, when there are any, and is
+averaged over its own size); ``replacement=True`` draws each of the ``ceil(n/B)`` batches
+of an epoch as ``B`` uniform row indices with replacement.  ``B = n`` without
+replacement is full-batch gradient descent with the fixed step (the sum over the rows
+does not depend on their order, up to rounding).  All draws come from the
+``torch.Generator`` passed in, in a fixed order: the same seed gives the same numbers.
+
+Divergence: after every epoch the full training loss ``(1/n)|X beta - y|^2`` is computed
+from the residuals; a non-finite value, or a loss above ``blowup`` times
+``max(initial loss, (1/n)|y|^2)``, raises
+:class:`~featfate_sym.simulation.training.DivergenceError` naming the step and the batch
+size.  (SGD's loss fluctuates, so the full-batch rule "twice its best value" would be
+wrong here.)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from featfate_sym.simulation.tasks import RegressionData
+from featfate_sym.simulation.training import DivergenceError, matvec, rmatvec
+
+__all__ = ["SGDResult", "sgd", "training_loss"]
+
+
+@dataclass
+class SGDResult:
+    """Outcome of :func:`sgd`.
+
+    ``loss``: the full training loss after every epoch, shape ``(epochs + 1, R)`` (row 0
+    at the start); ``excess``: the last row minus the least-squares minimum, ``(R,)``;
+    ``steps``: the number of minibatch updates made (the same for every replicate).
+    """
+
+    loss: torch.Tensor
+    excess: torch.Tensor
+    steps: int
+    step_size: float
+    batch_size: int
+
+
+def _right_products(weights):
+    """``[beta, b_1, ..., b_{L-1}]`` with ``b_l = W_{l+1} ... W_L``."""
+    depth = len(weights)
+    right = [None] * depth
+    right[-1] = weights[-1]
+    for l in range(depth - 1, 0, -1):
+        right[l - 1] = matvec(weights[l - 1], right[l])
+    return right
+
+
+def training_loss(weights: list[torch.Tensor], data: RegressionData) -> torch.Tensor:
+    """The full training loss ``(1/n)|X beta - y|^2`` per replicate: from the residuals
+    when ``data`` keeps its design (accurate to rounding of the loss itself, down to an
+    interpolating 0), else from the sufficient statistics ``beta^T Sxx beta - 2 beta.Sxy
+    + (1/n)|y|^2`` (which loses the digits below the rounding level of ``(1/n)|y|^2``)."""
+    beta = _right_products(weights)[0]
+    if data.design is not None and data.labels is not None:
+        design = data.design.to(device=beta.device, dtype=beta.dtype)
+        labels = data.labels.to(device=beta.device, dtype=beta.dtype)
+        residual = (design @ beta.unsqueeze(-1)).squeeze(-1) - labels
+        return (residual * residual).mean(-1)
+    sxx_beta = beta if data.sxx is None else rmatvec(data.sxx, beta)
+    return (beta * sxx_beta).sum(-1) - 2 * (beta * data.sxy).sum(-1) + data.yy
+
+
+def _batches(n: int, batch_size: int, replicates: int, replacement: bool, generator) -> list[torch.Tensor]:
+    """Row indices of one epoch's minibatches, each ``(R, size)``."""
+    count = math.ceil(n / batch_size)
+    if replacement:
+        return [torch.randint(0, n, (replicates, batch_size), generator=generator) for _ in range(count)]
+    order = torch.argsort(torch.rand(replicates, n, generator=generator, dtype=torch.float64), dim=-1)
+    return [order[:, k * batch_size:(k + 1) * batch_size] for k in range(count)]
+
+
+def _number(value, name, *, integer=False, positive=False, minimum=None):
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number (got {value!r})")
+    if integer:
+        if not float(value).is_integer() or (minimum is not None and value < minimum):
+            raise ValueError(f"{name} must be an integer >= {minimum} (got {value!r})")
+        return int(value)
+    value = float(value)
+    if not math.isfinite(value) or (positive and not value > 0):
+        raise ValueError(f"{name} must be a finite number > 0 (got {value!r})")
+    return value
+
+
+def sgd(
+    weights: list[torch.Tensor],
+    data: RegressionData,
+    *,
+    batch_size: int,
+    epochs: int,
+    step_size: float,
+    generator: torch.Generator,
+    replacement: bool = False,
+    trainable: tuple[int, ...] | None = None,
+    blowup: float = 1e8,
+) -> SGDResult:
+    """Train ``weights`` in place by minibatch SGD on the data set of ``data``.
+
+    ``batch_size`` ``B`` in ``[1, n]``; ``epochs`` passes (``ceil(n/B)`` updates each);
+    fixed ``step_size`` ``eta > 0``; ``replacement``: see the module docstring;
+    ``trainable`` (0-based layer indices, default all) as in
+    :func:`~featfate_sym.simulation.training.gradient_descent`.  ``data`` must keep its
+    design (``sample_regression(..., keep_design=True)``, the default).  Bad arguments
+    raise ``ValueError`` naming the argument; divergence raises ``DivergenceError``.
+    """
+    if data.design is None or data.labels is None:
+        raise ValueError("data must keep its design and labels for SGD (sample_regression(..., keep_design=True))")
+    n = data.design.shape[-2]
+    batch_size = _number(batch_size, "batch_size", integer=True, minimum=1)
+    if batch_size > n:
+        raise ValueError(f"batch_size must be in [1, n] = [1, {n}] (got {batch_size})")
+    epochs = _number(epochs, "epochs", integer=True, minimum=0)
+    step_size = _number(step_size, "step_size", positive=True)
+    if not blowup > 1:
+        raise ValueError(f"blowup must be > 1 (got {blowup!r})")
+    depth = len(weights)
+    training = [True] * depth if trainable is None else [l in set(trainable) for l in range(depth)]
+    ref = weights[-1]
+    dtype, device = ref.dtype, ref.device
+    replicates = ref.shape[0]
+    design = data.design.to(device=device, dtype=dtype)
+    labels = data.labels.to(device=device, dtype=dtype)
+    stats = RegressionData(
+        sxx=None if data.sxx is None else data.sxx.to(device=device, dtype=dtype),
+        sxy=data.sxy.to(device=device, dtype=dtype), yy=data.yy.to(device=device, dtype=dtype),
+        minimiser=data.minimiser, min_loss=data.min_loss, top_eigenvalue=data.top_eigenvalue,
+        n_samples=data.n_samples, design=design, labels=labels)
+    history = [training_loss(weights, stats)]
+    limit = blowup * torch.maximum(history[0], stats.yy)
+    rows = torch.arange(replicates, device=device).unsqueeze(-1)
+    steps = 0
+    for epoch in range(epochs):
+        for index in _batches(n, batch_size, replicates, replacement, generator):
+            index = index.to(device)
+            xb = design[rows, index]  # (R, B, d)
+            yb = labels[rows, index]  # (R, B)
+            right = _right_products(weights)
+            residual = (xb @ right[0].unsqueeze(-1)).squeeze(-1) - yb
+            g = (2.0 / index.shape[-1]) * (residual.unsqueeze(-2) @ xb).squeeze(-2)
+            left = g
+            for l in range(depth):
+                w = weights[l]
+                if l == depth - 1:
+                    if training[l]:
+                        w.sub_(step_size * left)
+                    continue
+                next_left = rmatvec(w, left)
+                if training[l]:
+                    w.sub_(step_size * left.unsqueeze(-1) * right[l + 1].unsqueeze(-2))
+                left = next_left
+            steps += 1
+        loss = training_loss(weights, stats)
+        history.append(loss)
+        bad = ~torch.isfinite(loss) | (loss > limit)
+        if bool(bad.any()):
+            r = int(torch.nonzero(bad)[0])
+            raise DivergenceError(
+                f"SGD diverged in epoch {epoch + 1} (replicate {r}) with step size eta = {step_size:.6g}, "
+                f"batch size B = {batch_size}; training loss {float(loss[r]):.6g}"
+            )
+    loss = torch.stack(history)
+    excess = loss[-1].to(torch.float64).cpu() - data.min_loss.to(torch.float64).cpu()
+    return SGDResult(loss=loss.to(torch.float64).cpu(), excess=excess, steps=steps, step_size=step_size,
+                     batch_size=batch_size)

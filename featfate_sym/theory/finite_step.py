@@ -1,0 +1,577 @@
+"""Beyond gradient flow: finite step size and the time course of training.
+
+Conventions (SPEC section 5, stated again in every entry's notes): the training loss is
+``(1/n)|X beta - y|^2`` (no 1/2), every weight is updated ``W <- W - eta dLoss/dW``, and
+the pretrained network is balanced (``D_l = 0``) with unit ``|beta_s|``.  Up to a
+constant the loss is ``(beta - beta*)^T Sxx (beta - beta*)`` (``Sxx = X^T X/n``,
+``beta*`` a least-squares minimiser; the population loss has ``Sxx = I``).
+
+Results registered (family ``finite_step``):
+
+- ``dln.max_stable_step`` -- the largest step for which gradient descent is linearly
+  stable at a balanced minimum: ``eta_max = 2 / h_top`` with ``h_top = 2 lambda_max L
+  |beta|^(2 - 2/L)`` the top eigenvalue of the Hessian of the loss in weight space.
+  Derived from explicit symbolic networks (depths 1..4, width 2): ``sp.hessian`` of the
+  loss at the balanced rank-one minimum, its equality with the Gauss-Newton matrix
+  ``2 J^T Sxx J`` (the residual term vanishes at a minimum), ``J J^T = |beta|^(2-2/L)
+  (I + (L-1) P_beta)`` and the spectrum; general ``L`` by the layer recursion
+  (``sp.summation``) checked against the explicit depths; the stability condition
+  ``|1 - eta h| < 1`` solved by ``sp.solve``.
+- ``scratch.risk_time`` -- the risk along gradient flow from ``beta = 0`` for ``L = 1`` in
+  the proportional limit: the per-eigenvalue bias and variance from ``sp.dsolve`` of the
+  flow in an eigenbasis of ``Sxx``, the Marchenko-Pastur density and atom from the
+  Stieltjes quadratic; the spectral integral (over ``phi in [0, pi]``, ``x = 1 + psi -
+  2 sqrt(psi) cos(phi)``) is not closed by SymPy and is named ``I_MP`` (not evaluable by the
+  registry; :mod:`featfate_sym.learning_curves` integrates it numerically).
+- ``ft.transferability_gd`` -- fine-tuning with a fixed step ``eta`` on the whitened target
+  loss, to first order in ``eta``: on the invariant rank-one ansatz the only imbalance is
+  ``Delta = |v|^2 - varsigma^2``, its exact per-step drift ``eta^2 f`` gives ``Delta(end) =
+  eta int f dt``, and the end-point equation ``Delta = a + b c^(2-2L) - c^2`` moves the
+  null-space scale ``c``; the drift integral along the reduced flow is numerical (named
+  ``I_drift``; not evaluable by the registry).
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from featfate_sym import parameters
+from featfate_sym.registry import Derivation, Exactness, SpecialCase, Source, Status, Step, register
+from featfate_sym.symbols import L, beta_norm, eta, gamma, lambda_max, sigma, t, theta
+
+_FAMILY = "finite_step"
+_PAPER = "Tahir, Ganguli & Rotskoff, arXiv 2410.08194"
+_CONVENTIONS = (
+    "Conventions: training loss (1/n)|X beta - y|^2 (no 1/2); every weight updated "
+    "W <- W - eta dLoss/dW; pretrained network balanced (D_l = 0) with unit |beta_s|. "
+)
+
+_DEPTH, _NORM, _TOP = parameters.L, parameters.beta_norm, parameters.lambda_max
+
+_DEPTHS = (1, 2, 3, 4)
+_WIDTH = 2
+#: the second eigenvalue of Sxx in the explicit networks (``0 < lam_2 <= lambda_max``)
+_LAM2 = sp.Symbol("lambda_2", positive=True)
+#: the layer scale ``|beta|^(1/L)`` of a balanced rank-one network
+_SCALE = sp.Symbol("s_layer", positive=True)
+#: a curvature (Hessian eigenvalue) in the stability condition
+_CURV = sp.Symbol("h", positive=True)
+#: the layer index of the recursion
+_LAYER = sp.Symbol("l", integer=True, positive=True)
+
+
+# -- explicit networks -----------------------------------------------------------------
+def _weights(depth: int) -> list[sp.Matrix]:
+    """Single-output weights with one real symbol per entry: square hidden layers of
+    width 2, a column readout."""
+    shapes = [(_WIDTH, _WIDTH)] * (depth - 1) + [(_WIDTH, 1)]
+    return [
+        sp.Matrix(rows, cols, lambda i, j, l=l: sp.Symbol(f"w{l}_{i}{j}", real=True))
+        for l, (rows, cols) in enumerate(shapes, start=1)
+    ]
+
+
+def _product(mats: list[sp.Matrix]) -> sp.Matrix:
+    out = sp.eye(mats[0].rows)
+    for m_ in mats:
+        out = out * m_
+    return out
+
+
+def _balanced_point(weights: list[sp.Matrix]) -> dict[sp.Symbol, sp.Expr]:
+    """The balanced rank-one network ``W_l = s e_1 e_1^T`` (``l < L``), ``W_L = s e_1``."""
+    e1 = sp.Matrix([1, 0])
+    point = {}
+    for l, w in enumerate(weights):
+        value = _SCALE * (e1 * e1.T if l < len(weights) - 1 else e1)
+        point.update({e: v for e, v in zip(w, value)})
+    return point
+
+
+def _hessian_at_minimum(depth: int):
+    """Hessian of ``(beta - beta*)^T S (beta - beta*)`` over every weight entry at the
+    balanced minimum ``beta = beta* = s^L e_1``, ``S = diag(lambda_max, lambda_2)``;
+    the Jacobian ``J = d beta / d W`` there; ``J J^T``; and the spectrum."""
+    weights = _weights(depth)
+    entries = [e for w in weights for e in w]
+    beta = _product(weights)
+    point = _balanced_point(weights)
+    target = _SCALE**depth * sp.Matrix([1, 0])
+    curvature = sp.diag(lambda_max, _LAM2)
+    residual = beta - target
+    loss = sp.expand((residual.T * curvature * residual)[0, 0])
+    # the point is balanced (D_l = 0) and a minimum (beta = beta*, zero gradient)
+    for l in range(depth - 1):
+        imbalance = (weights[l].T * weights[l] - weights[l + 1] * weights[l + 1].T).subs(point)
+        if imbalance != sp.zeros(*imbalance.shape):
+            raise ArithmeticError("the rank-one network is not balanced")
+    if (beta.subs(point) - target) != sp.zeros(2, 1):
+        raise ArithmeticError("the rank-one network is not at the minimum")
+    grad = sp.Matrix([sp.diff(loss, e) for e in entries]).subs(point)
+    if grad != sp.zeros(len(entries), 1):
+        raise ArithmeticError("the gradient does not vanish at the minimum")
+    hessian = sp.hessian(loss, entries).subs(point).applyfunc(sp.expand)
+    jac = beta.jacobian(entries).subs(point)
+    gauss_newton = (2 * jac.T * curvature * jac).applyfunc(sp.expand)
+    if (hessian - gauss_newton).applyfunc(sp.expand) != sp.zeros(len(entries)):
+        raise ArithmeticError("the Hessian at the minimum is not 2 J^T S J")
+    jjt = (jac * jac.T).applyfunc(sp.factor)
+    # the nonzero eigenvalues of 2 J^T S J = A^T A (A = sqrt(2 S) J) are those of A A^T
+    root_s = sp.diag(sp.sqrt(lambda_max), sp.sqrt(_LAM2))
+    reduced = (2 * root_s * jjt * root_s).applyfunc(sp.factor)
+    spectrum = reduced.eigenvals()
+    return hessian, jjt, spectrum, len(entries)
+
+
+def _stable_steps() -> tuple[sp.Expr, list[Step]]:
+    """Gradient descent near a minimum moves a Hessian eigen-coordinate by ``delta ->
+    (1 - eta h) delta``; it is linearly stable iff ``|1 - eta h| < 1``, whose boundary in
+    ``eta > 0`` is found by ``sp.solve``."""
+    delta = sp.Symbol("delta", real=True)
+    quad = _CURV * delta**2 / 2  # the loss along one eigen-direction, to second order
+    update = sp.expand(delta - eta * sp.diff(quad, delta))
+    factor = sp.factor(update / delta)
+    edges = sp.solve(sp.Eq(factor, -1), eta) + sp.solve(sp.Eq(factor, 1), eta)
+    (edge,) = [e for e in edges if e.is_positive]
+    inside = factor.subs(eta, edge / 2)  # the factor at the middle of (0, edge)
+    if not (sp.Abs(inside) < 1) == sp.true:
+        raise ArithmeticError("the stable range is not (0, 2/h)")
+    steps = [
+        Step("one GD step on the loss h delta^2/2 along a Hessian eigen-direction", sp.Eq(sp.Symbol("delta_next"), update)),
+        Step("amplification factor; |factor| < 1 is linear stability", factor),
+        Step("the positive boundary |1 - eta h| = 1 (sp.solve): stable iff 0 < eta < 2/h", edge),
+    ]
+    return edge, steps
+
+
+@register(
+    "dln.max_stable_step",
+    title="Largest stable gradient-descent step at a balanced minimum of a deep linear network",
+    family=_FAMILY,
+    params=[_DEPTH, _NORM, _TOP],
+    regime="gradient descent with a fixed step eta near a balanced minimum (D_l = 0, rank-one "
+    "layers of norm |beta|^(1/L), what gradient flow from small initialisation or a balanced "
+    "pretrained network reaches); beta* along the top eigenvector of Sxx (always so for the "
+    "population loss, Sxx = I, and the whitened loss of a minimiser in the row space)",
+    status=Status(Source.DERIVED, Exactness.EXACT,
+                  verified="Hessian by sp.hessian at L = 1, 2, 3, 4 (width 2); general L by the "
+                  "layer recursion, checked against those depths"),
+    reference="Linear stability of GD at a minimum (eta < 2/lambda_max(H)); Arora, Cohen, "
+    "Golowich & Hu (ICLR 2019) for GD on deep linear networks; model of " + _PAPER,
+    notes=_CONVENTIONS + (
+        "At a minimum the residual term of the Hessian vanishes and H = 2 J^T Sxx J, J the map "
+        "of layer perturbations to d beta = sum_l W_<l dW_l W_>l. For balanced rank-one layers "
+        "J J^T = |beta|^(2-2/L) (I + (L-1) P_beta) (the end-to-end preconditioner of the "
+        "balanced flow), so the nonzero curvatures are 2 lambda L |beta|^(2-2/L) along beta "
+        "and 2 lambda_i |beta|^(2-2/L) across it; the top is 2 lambda_max L |beta|^(2-2/L) when "
+        "beta* is a top eigenvector of Sxx, and eta_max = 2/top = 1/(L lambda_max "
+        "|beta|^(2-2/L)). The other directions of weight space are flat (the manifold of "
+        "minima). For beta* in a general direction the top curvature lies between "
+        "2 lambda_max |beta|^(2-2/L) and 2 L lambda_max |beta|^(2-2/L). An unbalanced minimum "
+        "with the same beta is sharper (for the scalar chain, sum_l prod_{j != l} w_j^2 >= "
+        "L |beta|^(2-2/L) by AM-GM), so eta_max is the largest stable step at any minimum of that "
+        "beta. Pretrained unit teacher (population loss): eta_max = 1/L. Extras: hessian_top, "
+        "preconditioner_identity, preconditioner_projection (J J^T = A I + B P_beta), "
+        "curvature_across (the curvature across beta, in the second eigenvalue lambda_2 of Sxx)."
+    ),
+    special_cases=[
+        SpecialCase("one layer: least squares, eta_max = 1/lambda_max", 1 / lambda_max, subs={L: 1}),
+        SpecialCase("unit pretrained teacher, population loss: 1/L", 1 / L, subs={beta_norm: 1, lambda_max: 1}),
+        SpecialCase("L = 2, |beta| = 4: 1/(8 lambda_max)", 1 / (8 * lambda_max), subs={L: 2, beta_norm: 4}),
+    ],
+    singular="none: finite and positive on the whole domain",
+)
+def max_stable_step() -> Derivation:
+    steps = [Step(
+        "loss (1/n)|X beta - y|^2 = (beta - beta*)^T Sxx (beta - beta*) + const; explicit "
+        "networks of width 2 with Sxx = diag(lambda_max, lambda_2) and beta* = |beta| e_1 "
+        "along the top eigenvector; balanced rank-one minimum W_l = s e_1 e_1^T, W_L = s e_1, "
+        "s = |beta|^(1/L) (D_l = 0 and zero gradient checked)")]
+    coeff_identity, coeff_projection, spectra = {}, {}, {}
+    for depth in _DEPTHS:
+        hessian, jjt, spectrum, size = _hessian_at_minimum(depth)
+        spectra[depth] = spectrum
+        # J J^T = A I + B e_1 e_1^T
+        a_coef = sp.factor(jjt[1, 1])
+        b_coef = sp.factor(jjt[0, 0] - jjt[1, 1])
+        if jjt[0, 1] != 0 or jjt[1, 0] != 0:
+            raise ArithmeticError("J J^T is not A I + B P_beta")
+        coeff_identity[depth], coeff_projection[depth] = a_coef, b_coef
+        if depth <= 2:
+            full = hessian.eigenvals()  # the whole spectrum, where SymPy does it quickly
+            nonzero = {k: v for k, v in full.items() if k != 0}
+            if nonzero != spectrum or full.get(0, 0) != size - 2:
+                raise ArithmeticError("the nonzero Hessian spectrum is not that of 2 S^(1/2) J J^T S^(1/2)")
+            steps.append(Step(f"L = {depth}: full Hessian spectrum by eigenvals ({size} entries; "
+                              "eigenvalue: multiplicity)", sp.Dict(full)))
+        if depth == 2:
+            steps.append(Step("L = 2: Hessian over the 6 weight entries at the minimum (sp.hessian); "
+                              "equal to the Gauss-Newton matrix 2 J^T Sxx J", hessian))
+        steps.append(Step(f"L = {depth}: J J^T at the balanced point (J = d beta/dW)", jjt))
+        steps.append(Step(f"L = {depth}: nonzero Hessian eigenvalues = eigenvalues of "
+                          "2 S^(1/2) J J^T S^(1/2) (multiplicities)", sp.Dict(spectrum)))
+    # general depth: J J^T = sum_l (W_<l W_<l^T) |W_>l|^2; W_<1 = I, W_<l W_<l^T = s^(2l-2)
+    # P_beta for l >= 2, |W_>l|^2 = s^(2L-2l)
+    general_identity = _SCALE ** (2 * (L - 1))
+    general_projection = sp.simplify(sp.summation(_SCALE ** (2 * (_LAYER - 1)) * _SCALE ** (2 * (L - _LAYER)),
+                                                  (_LAYER, 2, L)))
+    for depth in _DEPTHS:
+        if sp.simplify(general_identity.subs(L, depth) - coeff_identity[depth]) != 0 or \
+                sp.simplify(general_projection.subs(L, depth) - coeff_projection[depth]) != 0:
+            raise ArithmeticError(f"the layer recursion disagrees with the explicit depth {depth}")
+    steps.append(Step("general L, layer recursion: J J^T = A I + B P_beta with A = s^(2L-2) (layer 1) "
+                      "and B = sum_{l=2}^L s^(2l-2) s^(2L-2l) (sp.summation); equal to the explicit "
+                      "depths 1..4", sp.Tuple(general_identity, general_projection)))
+    layer_scale = beta_norm ** (1 / L)
+    top_s = 2 * lambda_max * (general_identity + general_projection)
+    across_s = 2 * _LAM2 * general_identity
+    for depth in _DEPTHS:
+        want = {sp.factor(top_s.subs(L, depth)), sp.factor(across_s.subs(L, depth))}
+        if {sp.factor(k_) for k_ in spectra[depth]} != want:
+            raise ArithmeticError(f"the general curvatures disagree with the spectrum at depth {depth}")
+    top = sp.powsimp(sp.expand_power_base(sp.simplify(top_s.subs(_SCALE, layer_scale)), force=True), force=True)
+    across = sp.powsimp(sp.simplify(across_s.subs(_SCALE, layer_scale)), force=True)
+    steps.append(Step("top curvature 2 lambda_max (A + B) along beta (beta* a top eigenvector of Sxx, "
+                      "L >= 1 and lambda_max >= lambda_2), with s = |beta|^(1/L)", top))
+    edge, stable_steps = _stable_steps()
+    steps += stable_steps
+    expr = sp.powsimp(sp.simplify(edge.subs(_CURV, top)), force=True)
+    steps.append(Step("eta_max = 2 / top curvature", expr))
+    extras = {
+        "hessian_top": top,
+        "curvature_across": across,
+        "preconditioner_identity": sp.powsimp(sp.simplify(general_identity.subs(_SCALE, layer_scale)), force=True),
+        "preconditioner_projection": sp.powsimp(sp.simplify(general_projection.subs(_SCALE, layer_scale)), force=True),
+    }
+    return Derivation(expr, steps=steps, extras=extras)
+
+
+# -- scratch.risk_time -----------------------------------------------------------------------
+#: an eigenvalue of Sxx = X^T X/n (the spectral variable)
+_EIG = sp.Symbol("x", positive=True)
+#: the angle of the substitution x = 1 + psi - 2 sqrt(psi) cos(phi) over the MP support
+_ANGLE = sp.Symbol("varphi", real=True)
+#: the teacher's and the noise's coordinates along one eigenvector of Sxx
+_TEACH, _NOISE = sp.Symbol("b_i", real=True), sp.Symbol("xi_i", real=True)
+#: the aspect ratio d/n (the MP parameter) and a positive distance from 1
+_PSI = sp.Symbol("psi", positive=True)
+_Q = sp.Symbol("q", positive=True)
+
+
+def _sqrt_factored(expr):
+    """Square roots of perfect squares simplified (``sqrt(q^2 + 2q + 1) = q + 1``)."""
+    return expr.replace(lambda e: e.is_Pow and e.exp == sp.S.Half, lambda e: sp.sqrt(sp.factor(e.base)))
+
+
+def _time_integrand() -> tuple[sp.Expr, list[Step]]:
+    """The expected squared error carried by one eigen-direction of ``Sxx`` at time ``t``,
+    times ``d``, as a function of its eigenvalue ``x``: the integrand of the risk against the
+    spectral law of ``Sxx``."""
+    coord = sp.Function("beta_i")
+    target = _TEACH + _NOISE
+    ode = sp.Eq(coord(t).diff(t), -2 * _EIG * (coord(t) - target))
+    solution = sp.dsolve(ode, coord(t), ics={coord(0): 0}).rhs
+    error = sp.expand((solution - _TEACH) ** 2)
+    poly = sp.Poly(error, _TEACH, _NOISE)
+    n_, d_ = sp.symbols("n_samples d_dim", positive=True)
+    moments = {(2, 0): 1 / d_, (0, 2): sigma**2 / (n_ * _EIG), (1, 1): 0}
+    if set(poly.monoms()) - set(moments):
+        raise ArithmeticError("the squared error is not quadratic in (b_i, xi_i)")
+    mean = sum(coeff * moments[monom] for monom, coeff in poly.terms())
+    integrand = sp.expand(sp.simplify((d_ * mean).subs(n_, gamma * d_)))
+    integrand = sp.collect(integrand, sigma)
+    at_zero = sp.limit(integrand, _EIG, 0, "+")
+    # bias + sigma^2 variance, the variance in E = exp(-2 x t): (1 - E)^2/(gamma x)
+    decay = sp.Symbol("E_t", positive=True)
+    variance = sp.factor(integrand.coeff(sigma, 2).subs(sp.exp(-4 * t * _EIG), decay**2)
+                         .subs(sp.exp(-2 * t * _EIG), decay))
+    bias = sp.simplify(integrand - sigma**2 * integrand.coeff(sigma, 2))
+    variance = variance.subs(decay, sp.exp(-2 * t * _EIG))
+    if sp.simplify(bias + sigma**2 * variance - integrand) != 0 or bias.has(sigma):
+        raise ArithmeticError("the integrand is not bias + sigma^2 variance")
+    steps = [
+        Step("loss (1/n)|X beta - y|^2: gradient flow dbeta/dt = -2 (Sxx beta - Sxy) = -2 Sxx (beta - "
+             "beta_ls); along an eigenvector of Sxx (eigenvalue x) with beta_ls = b_i + xi_i "
+             "(teacher + noise coordinate)", ode),
+        Step("sp.dsolve from beta_i(0) = 0", sp.Eq(coord(t), solution)),
+        Step("squared error (beta_i(t) - b_i)^2, expanded", error),
+        Step("moments: E b_i^2 = 1/d (isotropic unit teacher), xi = Sxx^+ X^T eps/n has "
+             "E xi xi^T = sigma^2 Sxx^+/n so E xi_i^2 = sigma^2/(n x), E b_i xi_i = 0; times d, "
+             "with n = gamma d: the integrand h(x)", integrand),
+        Step("bias and variance parts of h (sp.factor in exp(-2 x t))", sp.Tuple(bias, variance)),
+        Step("h(0+) (sp.limit): a zero eigenvalue (null space of X) keeps the bias 1 and no "
+             "variance, the value of beta = 0 there", at_zero),
+    ]
+    return integrand, at_zero, (bias, variance), steps
+
+
+def _marchenko_pastur() -> tuple[sp.Expr, sp.Expr, sp.Expr, list[Step]]:
+    """Density of the continuous part of the MP law of ``Sxx`` (``psi = d/n``) from the
+    quadratic of its Stieltjes transform, its support, and the atom at zero."""
+    from featfate_sym.theory.random_matrix import mp_stieltjes
+
+    zeta = sp.Symbol("zeta")
+    m_ = sp.Symbol("m")
+    quadratic = _PSI * zeta * m_**2 - (1 - _PSI - zeta) * m_ + 1
+    disc = sp.expand(sp.discriminant(quadratic, m_).subs(zeta, _EIG))
+    edges = sorted(sp.solve(disc, _EIG), key=lambda e: float(e.subs(_PSI, 2)))
+    lead = sp.Poly(quadratic, m_).LC().subs(zeta, _EIG)
+    # on the support the discriminant is negative: m(x + i0) = (-B + i sqrt(-disc))/(2A),
+    # and the density is Im m / pi
+    density = sp.sqrt(-disc) / (2 * sp.pi * lead)
+    # x = 1 + psi - 2 sqrt(psi) cos(phi): phi in [0, pi] runs over the support, and the
+    # square-root edges become sin(phi) (smooth for quadrature)
+    # written as (1 - sqrt(psi))^2 + 4 sqrt(psi) sin^2(phi/2): no cancellation at the lower edge
+    # next to psi = 1 (checked equal to 1 + psi - 2 sqrt(psi) cos(phi) below)
+    x_of_phi = (1 - sp.sqrt(_PSI)) ** 2 + 4 * sp.sqrt(_PSI) * sp.sin(_ANGLE / 2) ** 2
+    if sp.simplify(sp.expand_trig(x_of_phi - (1 + _PSI - 2 * sp.sqrt(_PSI) * sp.cos(_ANGLE)))) != 0:
+        raise ArithmeticError("the two forms of the substitution differ")
+    if sp.simplify(x_of_phi.subs(_ANGLE, 0) - edges[0]) != 0 or sp.simplify(x_of_phi.subs(_ANGLE, sp.pi) - edges[1]) != 0:
+        raise ArithmeticError("the substitution does not run over the MP support")
+    minus_disc = sp.simplify(sp.trigsimp(sp.expand(-disc.subs(_EIG, x_of_phi))))
+    if sp.simplify(minus_disc - 4 * _PSI * sp.sin(_ANGLE) ** 2) != 0:
+        raise ArithmeticError("-disc is not 4 psi sin^2 on the support")
+    # sqrt(-disc) = 2 sqrt(psi) |sin(phi)| = 2 sqrt(psi) sin(phi) on [0, pi]
+    root_on_support = sp.sqrt(minus_disc).replace(sp.Abs, lambda arg: arg)
+    jacobian = sp.simplify(sp.trigsimp(root_on_support * sp.diff(x_of_phi, _ANGLE)))
+    weight = jacobian / (2 * sp.pi * lead.subs(_EIG, x_of_phi))
+    # atom at zero: -lim_{z -> 0-} z m(z), on each side of psi = 1
+    z_neg = sp.Symbol("zeta_neg", negative=True)
+    atom_above = sp.simplify(_sqrt_factored(sp.limit(-z_neg * mp_stieltjes(1 + _Q, z_neg), z_neg, 0, "-")))
+    atom_below = sp.simplify(_sqrt_factored(sp.limit(-z_neg * mp_stieltjes(1 / (1 + _Q), z_neg), z_neg, 0, "-")))
+    if atom_below != 0 or sp.simplify(atom_above - (1 - 1 / (1 + _Q))) != 0:
+        raise ArithmeticError("the MP atom at zero is not 1 - 1/psi for psi > 1, 0 below")
+    steps = [
+        Step("Stieltjes quadratic of the MP law of Sxx = X^T X/n, psi = d/n (random_matrix.mp_stieltjes)",
+             sp.Eq(quadratic, 0)),
+        Step("its discriminant at z = x; the support is where it is negative, between its roots",
+             sp.Tuple(disc, *edges)),
+        Step("density of the continuous part, Im m(x + i0)/pi = sqrt(-disc)/(2 pi psi x)", density),
+        Step("substitution x = 1 + psi - 2 sqrt(psi) cos(phi), phi in [0, pi]: -disc = 4 psi sin^2(phi), "
+             "and rho(x) dx = w(phi) dphi", weight),
+        Step("atom at 0, -lim_{z->0-} z m(z): psi = 1 + q gives q/(1+q) = 1 - 1/psi; psi = 1/(1+q) "
+             "gives 0", sp.Tuple(atom_above, atom_below)),
+    ]
+    return density, x_of_phi, weight, steps
+
+
+@register(
+    "scratch.risk_time",
+    title="Risk along gradient flow of linear least squares from zero (time course, L = 1)",
+    family=_FAMILY,
+    params=[
+        parameters.gamma,
+        parameters.sigma,
+        parameters.t,
+    ],
+    regime="n, d -> oo with gamma = n/d; L = 1; gradient flow on the empirical loss from beta = 0; "
+    "isotropic Gaussian design, unit teacher uniform on the sphere",
+    status=Status(Source.DERIVED, Exactness.EXACT,
+                  verified="the integrand and the MP density are derived symbolically; the spectral "
+                  "integral is left as an Integral (SymPy does not close it) and evaluated by numerical "
+                  "quadrature (featfate_sym.learning_curves), checked against t -> oo (scratch.risk) and "
+                  "a Monte Carlo of the flow at d = 400"),
+    reference="Advani & Saxe (2017), high-dimensional dynamics of generalisation error; "
+    "Marchenko-Pastur law (Bai & Silverstein 2010, Thm 3.10); model of " + _PAPER,
+    notes=_CONVENTIONS + (
+        "beta(t) = (I - exp(-2 Sxx t)) beta_ls; R(t) = |beta(t) - beta_t|^2 averaged over the "
+        "teacher, the noise and the design: R(t) = (1 - gamma)_+ h(0+) + int h(x) rho(x) dx "
+        "with h(x) = exp(-4 x t) + (sigma^2/gamma)(1 - exp(-2 x t))^2/x (bias + variance per "
+        "eigenvalue x of Sxx) and rho the continuous MP density (psi = 1/gamma); the integral "
+        "is written over phi in [0, pi] by x = 1 + psi - 2 sqrt(psi) cos(phi), which makes it "
+        "smooth. SymPy does not evaluate the integral in closed form: the registered expression "
+        "names it I_MP(gamma, sigma, t) (the Integral is extras['spectral_integral'] and a step) and is not compiled by the registry (evaluable = False); "
+        "featfate_sym.learning_curves.risk_time evaluates it by quadrature of the derived "
+        "integrand (scipy.integrate.quad in float64; mpmath.quad for the reference). t = 0 gives "
+        "1 (beta = 0); t -> oo gives scratch.risk for sigma > 0 on both sides of gamma = 1. "
+        "Extras: integrand (h = bias + sigma^2 variance), bias, variance, at_zero (h(0+)), weight (rho dx in phi), eigenvalue_of_phi, "
+        "density, atom."
+    ),
+    singular="gamma = 1 with sigma > 0: finite at every finite t, diverging as t -> oo",
+    evaluable=False,
+)
+def risk_time() -> Derivation:
+    integrand, at_zero, (bias, variance), steps = _time_integrand()
+    density, x_of_phi, weight, mp_steps = _marchenko_pastur()
+    steps += mp_steps
+    psi_of_gamma = 1 / gamma
+    atom = sp.Max(0, 1 - gamma)
+    steps.append(Step("psi = d/n = 1/gamma: atom (1 - gamma)_+", atom))
+    # not simplified: simplify would merge exp(-4 x t) with exp(+4 x t) factors (overflow)
+    in_phi = (integrand.subs(_EIG, x_of_phi) * weight).subs(_PSI, psi_of_gamma)
+    integral = sp.Integral(in_phi, (_ANGLE, 0, sp.pi))
+    # the main expression names the integral (an undefined function of the parameters, so
+    # that it prints in every LaTeX renderer); the Integral itself is a step and an extra
+    named = sp.Function("I_MP")(gamma, sigma, t)
+    expr = atom * at_zero + named
+    steps.append(Step("the continuous part: I_MP(gamma, sigma, t) = int_0^pi h(x(phi)) w(phi) dphi (not "
+                      "closed by SymPy: numerical quadrature)", sp.Eq(named, integral)))
+    steps.append(Step("R(t) = atom h(0+) + I_MP", expr))
+    limit_integrand = sp.limit(integrand, t, sp.oo)
+    steps.append(Step("t -> oo (sp.limit, x > 0): the bias of every nonzero eigenvalue is gone, the "
+                      "variance tends to sigma^2/(gamma x)", limit_integrand))
+    extras = {
+        "integrand": integrand,
+        "bias": bias,
+        "variance": variance,
+        "at_zero": at_zero,
+        "integrand_limit": limit_integrand,
+        "weight": weight.subs(_PSI, psi_of_gamma),
+        "eigenvalue_of_phi": x_of_phi.subs(_PSI, psi_of_gamma),
+        "density": density.subs(_PSI, psi_of_gamma),
+        "atom": atom,
+        "spectral_integral": integral,
+    }
+    return Derivation(expr, steps=steps, extras=extras)
+
+
+# -- ft.transferability_gd -----------------------------------------------------------------
+#: reduced coordinates of fine-tuning: the row-space part of the first layer's column
+#: vector (two components) and the common scale of the deeper layers
+_P1, _P2 = sp.Symbol("p_1", real=True), sp.Symbol("p_2", real=True)
+_SG = sp.Symbol("varsigma", positive=True)
+#: the scratch interpolator's components in the row-space basis (e_1 along P beta_s)
+_B1, _B2 = sp.Symbol("b_1", real=True), sp.Symbol("b_2", real=True)
+#: the layer imbalance u_1^T D_1 u_1 = |v|^2 - varsigma^2 at the end of fine-tuning
+_DELTA = sp.Symbol("Delta", real=True)
+
+
+def _reduced_loss(scales, product):
+    """The whitened loss |P beta - beta_sc|^2 on the invariant ansatz ``W_1 = v u_1^T``,
+    ``W_l = varsigma_l u_{l-1} u_l^T``: ``beta = v prod varsigma_l``, ``P v = (p_1, p_2)``."""
+    return (product * _P1 - _B1) ** 2 + (product * _P2 - _B2) ** 2
+
+
+def _reduced_parts():
+    """GD drift of the imbalance on the ansatz (explicit depths 2 and 3, separate scales),
+    and the common-scale flow for general L."""
+    steps = []
+    for depth in (2, 3):
+        scales = sp.symbols(f"varsigma_2:{depth + 1}", positive=True)
+        product = sp.Mul(*scales)
+        loss = _reduced_loss(scales, product)
+        grads = {v: sp.diff(loss, v) for v in (_P1, _P2, *scales)}
+        stepped = {v: v - eta * g for v, g in grads.items()}
+        a_sym = sp.Symbol("a_null", nonnegative=True)  # |(I-P) v|^2, frozen
+        imbalance = a_sym + _P1**2 + _P2**2 - scales[0] ** 2
+        change = sp.expand(imbalance.xreplace(stepped) - imbalance)
+        drift = sp.expand(grads[_P1] ** 2 + grads[_P2] ** 2 - grads[scales[0]] ** 2)
+        if sp.expand(change - eta**2 * drift) != 0:
+            raise ArithmeticError("the one-step change of the imbalance is not eta^2 (|G_1|^2 - |G_2|^2)")
+        if depth == 3:
+            deeper = scales[0] ** 2 - scales[1] ** 2
+            deeper_change = sp.expand(deeper.xreplace(stepped) - deeper)
+            equal = {scales[1]: scales[0]}
+            if sp.simplify(deeper_change.subs(equal)) != 0:
+                raise ArithmeticError("equal deeper scales do not stay equal")
+            rate_equal = sp.simplify((-grads[scales[0]]).subs(equal))
+        steps.append(Step(f"L = {depth}: one GD step changes |v|^2 - varsigma_2^2 by eta^2 times "
+                          "(|dl/dp|^2 - (dl/dvarsigma_2)^2), exactly (no eta-linear term)", sp.Eq(change, eta**2 * drift)))
+    steps.append(Step("L = 3: varsigma_2^2 - varsigma_3^2 does not move when the deeper scales are equal, so "
+                      "they stay equal (one common scale varsigma)"))
+    # common scale, general depth: prod = varsigma^(L-1); dl/dvarsigma_l = (dl/dprod) prod/varsigma
+    prod_sym = sp.Symbol("Pi", positive=True)
+    loss_pi = _reduced_loss((), prod_sym)
+    rate_p = [sp.expand(-sp.diff(loss_pi, v).subs(prod_sym, _SG ** (L - 1))) for v in (_P1, _P2)]
+    rate_sg = sp.expand(-(sp.diff(loss_pi, prod_sym) * prod_sym / _SG).subs(prod_sym, _SG ** (L - 1)))
+    rate_sg = sp.powsimp(rate_sg, force=True)
+    if sp.simplify(rate_sg.subs(L, 3) - rate_equal.subs(sp.Symbol("varsigma_2", positive=True), _SG)) != 0:
+        raise ArithmeticError("the common-scale rate disagrees with the explicit depth 3")
+    drift_rate = sp.powsimp(sp.expand(rate_p[0] ** 2 + rate_p[1] ** 2 - rate_sg**2), force=True)
+    steps += [
+        Step("common scale, any L: gradient flow dp/dt, dvarsigma/dt (= -dl/dvarsigma_l at equal scales; "
+             "checked against L = 3)", sp.Tuple(*rate_p, rate_sg)),
+        Step("drift rate of the imbalance: D(end) = eta int_0^oo f dt + O(eta^2) (the sum over steps of "
+             "eta^2 f is eta times a Riemann sum of the flow)", drift_rate),
+    ]
+    return rate_p, rate_sg, drift_rate, steps
+
+
+@register(
+    "ft.transferability_gd",
+    title="Fine-tuning transferability at a finite gradient-descent step, first order in eta",
+    family=_FAMILY,
+    params=[
+        parameters.gamma,
+        parameters.theta,
+        parameters.sigma,
+        parameters.L,
+        parameters.eta,
+    ],
+    regime="n, d -> oo with gamma = n/d < 1 (T = 0 above); population source; balanced pretrained "
+    "network (rank one, unit |beta_s|); fine-tuning of all layers by gradient descent with a fixed step "
+    "eta on the whitened target loss |P beta - beta_sc|^2 (the 'whitened' solver of the simulator: the "
+    "same minimisers and the same flow end point as the empirical loss)",
+    status=Status(Source.DERIVED, Exactness.APPROXIMATION, neglected="O(eta^2)",
+                  verified="the drift integral is not closed by SymPy: it is the integral of a derived rate "
+                  "along the reduced flow, solved numerically (featfate_sym.learning_curves); checked against "
+                  "the exact reduced GD map and the simulator at d = 100"),
+    reference="drift law of dln.conservation; end point of ft.transferability_exact; model of " + _PAPER,
+    notes=_CONVENTIONS + (
+        "On the ansatz W_1 = v u_1^T, W_l = varsigma_l u_{l-1} u_l^T (invariant under GD from the "
+        "balanced rank-one pretrained weights for any loss of beta), (I-P) v = (I-P) beta_s is frozen, "
+        "P v = (p_1, p_2) lies in span{P beta_s, beta_sc} for the whitened loss, and the deeper scales "
+        "stay equal (varsigma). The only imbalance is Delta = |v|^2 - varsigma^2, 0 at the start; a "
+        "step changes it by eta^2 f exactly, so Delta(end) = eta int_0^oo f dt + O(eta^2) along the flow. "
+        "At the end P beta = beta_sc, so with c = varsigma(end): Delta = a + b c^(2-2L) - c^2 "
+        "(Delta = 0: the balanced root of ft.transferability_exact); T = (1-gamma)(2 c^(L-1) cos(theta) "
+        "- c^(2L-2)) moves by dT/dc dc/dDelta Delta. The expression is T_exact + eta T_1 with "
+        "T_1 = dT/deta at eta = 0 written with the drift integral I_drift(gamma, theta, sigma, L) = "
+        "int_0^oo f_drift(t) dt of the flow's rate (extras['drift_integral']); it is not compiled by the registry (evaluable = False): "
+        "featfate_sym.learning_curves.transferability_gd evaluates it. L = 1: no imbalance, T_1 = 0. "
+        "For the empirical loss (1/n)|X beta - y|^2 the end-point equation is the same but the drift "
+        "integral runs over the flow in the whole row space (the MP spectrum), not done here. "
+        "Extras: rate_p1, rate_p2, rate_varsigma (reduced flow), drift_rate (f), end_imbalance "
+        "(Delta(c)), scale_slope (dc/dDelta at Delta = 0), transferability_of_c, initial_p1, b_1, b_2, "
+        "slope_factor (dT/dc dc/dDelta)."
+    ),
+    singular="gamma -> 1- with sigma > 0: c diverges (as in ft.transferability_exact)",
+    evaluable=False,
+)
+def transferability_gd() -> Derivation:
+    from featfate_sym.registry import get
+    from featfate_sym.symbols import a, b, c
+
+    rate_p, rate_sg, drift_rate, steps = _reduced_parts()
+    exact = get("ft.transferability_exact")
+    t_of_c = next(value for value, cond in exact.expr.args if cond == (gamma < 1))
+    a_lim, b_lim = exact.extras["a"], exact.extras["b"]
+    # end point: p = beta_sc / c^(L-1), |v|^2 = a + |p|^2
+    end_p2 = (_B1**2 + _B2**2) / _SG ** (2 * L - 2)
+    end_imbalance = sp.powsimp(sp.expand((a + end_p2 - _SG**2).subs(_B1**2 + _B2**2, b).subs(_SG, c)), force=True)
+    end_imbalance = sp.powsimp(end_imbalance.subs({_B1**2: b - _B2**2}), force=True)
+    balanced = exact.extras["root_equation"]  # c^(2L) - a c^(2L-2) - b = 0
+    if sp.simplify(sp.expand(sp.powsimp(end_imbalance * c ** (2 * L - 2), force=True)) + sp.expand(balanced)) != 0:
+        raise ArithmeticError("Delta = 0 is not the balanced root equation")
+    scale_slope = sp.simplify(1 / sp.diff(end_imbalance, c))
+    t_slope = sp.simplify(sp.diff(t_of_c, c))
+    factor = sp.simplify(t_slope * scale_slope)
+    # concentrated geometry: e_1 = P beta_s/|P beta_s|, |P beta_s|^2 -> gamma, P beta_s . beta_sc ->
+    # gamma cos(theta) (E P = gamma I; the noise part of beta_sc has mean zero against beta_s)
+    b1 = sp.sqrt(gamma) * sp.cos(theta)
+    b2 = sp.sqrt(sp.simplify(b_lim - b1**2))
+    p1_start = sp.sqrt(gamma)
+    drift = sp.Function("f_drift")
+    integral = sp.Integral(drift(t), (t, 0, sp.oo))
+    named = sp.Function("I_drift")(gamma, theta, sigma, L)
+    steps.append(Step("the drift integral along the reduced flow from the pretrained state", sp.Eq(named, integral)))
+    t1 = factor.subs({a: a_lim, b: b_lim}) * named
+    expr = t_of_c.subs({a: a_lim, b: b_lim}) + eta * t1
+    steps += [
+        Step("end point: P beta = beta_sc gives p = beta_sc/c^(L-1) (c = varsigma(end)); the imbalance there, "
+             "|v|^2 - c^2 with |v|^2 = a + |p|^2 (Delta = 0 is the balanced root equation of "
+             "ft.transferability_exact, checked)", end_imbalance),
+        Step("dc/dDelta at the balanced end point (implicit function)", scale_slope),
+        Step("T(c) (ft.transferability_exact, gamma < 1) and dT/dc", sp.Tuple(t_of_c, t_slope)),
+        Step("concentrated start: p(0) = (sqrt(gamma), 0), varsigma(0) = 1; beta_sc = (b_1, b_2) with "
+             "b_1 = P beta_s . beta_sc / |P beta_s| and b_2^2 = |beta_sc|^2 - b_1^2", sp.Tuple(p1_start, b1, b2)),
+        Step("T_gd = T_exact + eta dT/dc dc/dDelta int_0^oo f dt + O(eta^2); the integral runs along the "
+             "reduced flow (numerical ODE solve: not closed by SymPy)", expr),
+    ]
+    extras = {
+        "rate_p1": rate_p[0], "rate_p2": rate_p[1], "rate_varsigma": rate_sg, "drift_rate": drift_rate,
+        "end_imbalance": end_imbalance, "scale_slope": scale_slope, "transferability_of_c": t_of_c,
+        "slope_factor": factor, "initial_p1": p1_start, "b_1": b1, "b_2": b2,
+        "null_norm_sq": a_lim, "scratch_norm_sq": b_lim, "drift_integral": integral,
+    }
+    return Derivation(expr, steps=steps, extras=extras)
