@@ -25,7 +25,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from featfate_sym import cli
+import sympy as sp
+
+from featfate_sym import cli, parameters
 
 NAMES = (
     "lt-phase",
@@ -83,28 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: the angles the figures draw
+_PLOT_THETA = parameters.theta.restricted(upper=sp.pi / 2)
+
+
 def _check(args) -> list[str]:
     names = list(NAMES) if "all" in args.figures else args.figures
     for name in names:
         if name not in NAMES:
             raise _UsageError(f"unknown figure {name!r}; choose from {', '.join(NAMES)}, all")
-    for sigma in args.sigma or ():
-        if not (math.isfinite(sigma) and sigma >= 0):
-            raise _UsageError(f"--sigma must be >= 0 (got {sigma:g})")
-    if not (math.isfinite(args.lam) and args.lam >= 0):
-        raise _UsageError(f"--lam must be >= 0 (got {args.lam:g})")
-    if args.L is not None and args.L < 1:
-        raise _UsageError(f"--L must be an integer >= 1 (got {args.L})")
-    for theta in args.theta or ():
-        if not 0 <= theta <= math.pi / 2 + 1e-12:
-            raise _UsageError(f"--theta must be in [0, pi/2] (got {theta:g})")
-    if not (math.isfinite(args.gamma) and args.gamma > 0):
-        raise _UsageError(f"--gamma must be > 0 (got {args.gamma:g})")
-    for gamma_s in args.gamma_s:
-        if not (math.isfinite(gamma_s) and gamma_s > 0):
-            raise _UsageError(f"--gamma-s must be > 0 (got {gamma_s:g})")
-    if not (math.isfinite(args.sigma_s) and args.sigma_s >= 0):
-        raise _UsageError(f"--sigma-s must be >= 0 (got {args.sigma_s:g})")
+    # every value through its declaration (featfate_sym.parameters); the figures draw
+    # theta in [0, pi/2]
+    checks = [("sigma", "sigma", v) for v in args.sigma or ()] + [("lam", "lam", args.lam), ("gamma", "gamma", args.gamma),
+              ("sigma-s", "sigma_s", args.sigma_s)] + [("gamma-s", "gamma_s", v) for v in args.gamma_s]
+    checks += [("theta", "theta", v) for v in args.theta or ()] + ([("L", "L", args.L)] if args.L is not None else [])
+    for flag, name, value in checks:
+        declared = _PLOT_THETA if name == "theta" else parameters.get(name)
+        try:
+            parameters.scalar(declared, value)
+        except ValueError:
+            text = declared.domain_text()
+            allowed = f"an {text}" if text.startswith("integer") else f"in {text}"
+            raise _UsageError(f"--{flag} must be {allowed} (got {value:g})") from None
     if ("kl" in names or "distances" in names) and args.sigma and min(args.sigma) == 0:
         raise _UsageError("--sigma must be > 0 for the kl and distances figures (KL diverges without noise)")
     try:

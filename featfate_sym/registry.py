@@ -80,13 +80,13 @@ class Status:
 
 
 FAMILIES = {
-    "deep_linear_flow": "Gradient-flow structure of deep linear networks",
+    "deep_linear": "Gradient-flow structure of deep linear networks",
     "scratch": "Training from scratch",
     "linear_transfer": "Linear transfer",
     "fine_tuning": "Fine-tuning",
     "finite_source": "Finite source data",
     "distances": "Data-centric distances",
-    "two_layer_relu": "Two-layer ReLU networks",
+    "relu": "Two-layer ReLU networks",
     "classification": "Classification of Gaussian mixtures",
     "finite_step": "Finite step size, SGD and the time course of training",
 }

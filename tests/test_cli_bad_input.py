@@ -102,7 +102,7 @@ def _cases(tmp, readonly, existing):
         ("featfate_sym.plot", ["slices", "--results", empty_sweep, "--out", tmp / "f"], ["--results", "without results.nc"]),
         ("featfate_sym.plot", ["lt-phase", "--sigma", "0", "--sigma", "0.2", "--out", tmp / "f"], ["--sigma", "twice"]),
         ("featfate_sym.plot", ["lt-phase", "--lam", "nan", "--out", tmp / "f"], ["--lam"]),
-        ("featfate_sym.plot", ["ft-phase", "--L", "0", "--out", tmp / "f"], ["--L", ">= 1"]),
+        ("featfate_sym.plot", ["ft-phase", "--L", "0", "--out", tmp / "f"], ["--L", "integer in [1, inf)"]),
         ("featfate_sym.plot", ["slices", "--theta", "x.real", "--out", tmp / "f"], ["--theta", "angle", "unknown name"]),
         # report
         ("featfate_sym.report", ["--out", existing], ["--out", "existing file"]),

@@ -72,7 +72,7 @@ def quadratic_problem(rng, dim, n_samples):
 def test_keys_registered_with_family_status_and_parameters():
     for key in KEYS:
         r = get(key)
-        assert r.family == "deep_linear_flow"
+        assert r.family == "deep_linear"
         assert r.status.exact
         assert r.reference and r.steps
     assert get("dln.conservation").param_names == ("mu", "t")

@@ -60,7 +60,7 @@ def spec_unit_kernel(u):
 def test_keys_registered_exact():
     for key in KEYS:
         r = registry.get(key)
-        assert r.family == "two_layer_relu"
+        assert r.family == "relu"
         assert r.status.exact
     assert registry.get("relu.arccos_kernel").param_names == ("r1", "r2", "rho")
 

@@ -9,7 +9,11 @@
   the phase diagram of two-layer ReLU networks (mean-field simulations and the overlap
   of features);
 * :mod:`~featfate_sym.studies.phase_boundary` -- the break-even curves of every
-  transferability, solved on a grid.
+  transferability, solved on a grid;
+* :mod:`~featfate_sym.studies.finite_source` -- fine-tuning from a finite source:
+  simulation against the exact and ``c = 1`` forms with a control-variate estimator;
+* :mod:`~featfate_sym.studies.benchmarks` -- the hand-written references and timers of the
+  benchmark scripts in ``numerics/``.
 
 Each study reads the registry (:mod:`featfate_sym.theory`) and the engines
 (:mod:`featfate_sym.simulation`); none prints or plots.

@@ -5,7 +5,7 @@ readout ``W_L`` is a column and the end-to-end vector is ``beta = W_1 ... W_L``;
 depends on the weights only through ``beta``, and training is gradient flow
 ``dW_l/dt = -dLoss/dW_l`` (or gradient descent with a step ``eta``).
 
-Results registered (family ``deep_linear_flow``):
+Results registered (family ``deep_linear``):
 
 - ``dln.conservation`` -- the matrices ``D_l = W_l^T W_l - W_{l+1} W_{l+1}^T`` are
   conserved by gradient flow.  Shown by differentiating ``D_l`` along the flow for explicit
@@ -60,7 +60,7 @@ from featfate_sym.derivation_cache import memo
 from featfate_sym.registry import Derivation, NumericForm, SpecialCase, Exactness, Source, Status, Step, register
 from featfate_sym.symbols import L, eta, mu, s, t, tau, u, u0, uf
 
-_FAMILY = "deep_linear_flow"
+_FAMILY = "deep_linear"
 _PAPER = "Tahir, Ganguli & Rotskoff, arXiv 2410.08194"
 _CONSERVATION_REFERENCE = (
     "Arora, Cohen & Hazan (2018), Thm 1; Du, Hu & Lee (2018), Thm 2.1; " + _PAPER + ", Sec. 3"

@@ -9,7 +9,7 @@ ingredients of the exact, sampling-free feature-overlap measure ``|P_perp f_t|^2
 (:mod:`featfate_sym.studies.relu_overlap`) and of the population loss used to pretrain the
 two-layer student (:mod:`featfate_sym.simulation.relu`).
 
-Results registered (family ``two_layer_relu``, all exact for the stated model):
+Results registered (family ``relu``, all exact for the stated model):
 
 - ``relu.arccos_kernel`` -- ``E[relu(w.x) relu(w'.x)]`` as a function of ``r1 = |w|``,
   ``r2 = |w'|``, ``rho = cos angle(w, w')``.  Derived by writing the plane's Gaussian in
@@ -40,7 +40,7 @@ from featfate_sym import parameters
 from featfate_sym.registry import Derivation, NumericForm, SpecialCase, Exactness, Source, Status, Step, register
 from featfate_sym.symbols import r1, r2, rho
 
-_FAMILY = "two_layer_relu"
+_FAMILY = "relu"
 _PAPER = "Tahir, Ganguli & Rotskoff, arXiv 2410.08194, Sec. 4"
 _CHO_SAUL = "Cho & Saul (2009), 'Kernel methods for deep learning' (arc-cosine kernel, degree 1); "
 _REGIME = (
