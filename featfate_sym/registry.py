@@ -491,26 +491,12 @@ def _num_text(value: sp.Expr) -> str:
     return text if len(text) < 12 else f"{float(value):g}"
 
 
-def P(symbol, description, lower=0, upper=None, lower_open=False, upper_open=False, integer=False):
-    """Short constructor for :class:`Param` used by the theory modules."""
-    return Param(
-        symbol=symbol,
-        description=description,
-        lower=None if lower is None else sp.sympify(lower),
-        upper=None if upper is None else sp.sympify(upper),
-        lower_open=lower_open,
-        upper_open=upper_open,
-        integer=integer,
-    )
-
-
 __all__ = [
     "Source",
     "Exactness",
     "Status",
     "FAMILIES",
     "Param",
-    "P",
     "Step",
     "ImplicitRoot",
     "SpecialCase",

@@ -9,15 +9,8 @@ initialisation on the source sample, fine-tuning of all layers on the target sam
 featfate_sym.studies.finite_source); the scratch end point is
 the minimum-norm interpolator ``X^+ y`` (where scratch training converges).
 
-Estimator (a control variate with exactly known mean).  Per replicate
-``T_c1 = |(I-P) beta_t|^2 - |(I-P)(b - beta_t)|^2`` with ``b = X_s^+ y_s`` has the exact
-finite-size mean ``K_d = (1 - n/d)(2 O_d - B_d)`` (``E P = (n/d) I``; ``O_d = cos(theta)
-min(n_s, d)/d``; ``B_d = n_s/d + sigma_s^2 n_s/(d - n_s - 1)`` or ``1 + sigma_s^2 d/(n_s -
-d - 1)``, the inverse-Wishart means).  ``mean(T - T_c1) + K_d`` is an unbiased estimate
-of ``E T`` whose standard error is that of ``T - T_c1``, several times smaller than that
-of ``T``.  The same estimator, on the balanced-flow end point computed per realisation
-without training, gives the finite-size expectation of the exact form by Monte Carlo
-(the finite-size allowance of the tests).
+The estimator (a control variate with an exactly known mean) is described in
+:mod:`featfate_sym.studies.finite_source`.
 
     python numerics/finite_source_table.py                    # d = 40, 400 replicates per cell
     python numerics/finite_source_table.py --d 60 --replicates 200 --seed 3
