@@ -120,6 +120,13 @@ class Protocol:
     def variable(self, observable: str) -> str:
         return f"{observable}_{self.tag}"
 
+    def prediction(self, observable: str, form: str) -> Prediction:
+        """The prediction of ``observable`` with the form label ``form``."""
+        for p in self.predictions:
+            if p.observable == observable and p.form == form:
+                return p
+        raise ValueError(f"protocol {self.name} has no {form!r} prediction of {observable}")
+
     def headline(self, observable: str, params: dict | None = None) -> Prediction:
         """The prediction a figure draws for ``observable``: the first population-source
         one whose result is exact (else the first) that holds at ``params`` (if given)."""

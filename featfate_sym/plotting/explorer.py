@@ -32,7 +32,7 @@ from featfate_sym import protocols as _protocols
 
 def _prediction(protocol: str, form: str) -> str:
     """The key of the protocol table's prediction of ``T`` with that form."""
-    return next(p.key for p in _protocols.get(protocol).predictions if p.observable == "T" and p.form == form)
+    return _protocols.get(protocol).prediction("T", form).key
 
 
 #: the keys the maps draw, read from the protocol table

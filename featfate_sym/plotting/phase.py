@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
+from featfate_sym import protocols
 from featfate_sym.plotting import experiment, style
 from featfate_sym.plotting.theory import on_grid, theta_gamma_grid
 
@@ -132,8 +133,9 @@ def ft_phase(sigma: float = 1.0, L: int = 3, *, quick: bool = False, results=Non
     and noise ``sigma``, and their difference (exact minus paper)."""
     res = style.resolution(quick)
     theta, gamma, th, ga = theta_gamma_grid(res["points"])
-    paper = on_grid("ft.transferability", gamma=ga, theta=th)
-    exact = on_grid("ft.transferability_exact", gamma=ga, theta=th, sigma=sigma, L=L)
+    ft = protocols.get("fine_tune")
+    paper = on_grid(ft.prediction("T", "paper (c = 1)").key, gamma=ga, theta=th)
+    exact = on_grid(ft.prediction("T", "exact balanced flow").key, gamma=ga, theta=th, sigma=sigma, L=L)
     below = gamma < 1
     norm = style.diverging_norm(style.symmetric_limit(np.concatenate([paper.ravel(), exact.ravel()])))
     diff = exact - paper
@@ -155,7 +157,8 @@ def finite_source(gamma_s: float = 0.5, sigma_s: float = 0.2, *, quick: bool = F
     source samples."""
     res = style.resolution(quick)
     theta, gamma, th, ga = theta_gamma_grid(res["points"])
-    values = on_grid("ft.transferability_finite_source", gamma=ga, theta=th, gamma_s=gamma_s, sigma_s=sigma_s)
+    key = protocols.get("fine_tune").prediction("T", "finite source, c = 1").key
+    values = on_grid(key, gamma=ga, theta=th, gamma_s=gamma_s, sigma_s=sigma_s)
     norm = style.diverging_norm(style.symmetric_limit(values))
     fig = Figure(figsize=(5.4, 4.0))
     ax = fig.subplots()
