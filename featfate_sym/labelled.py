@@ -186,9 +186,11 @@ def compare(key: str, simulation, *, alpha: float = COMPARE_ALPHA, allowance: fl
     for index in np.ndindex(*shape):
         if compared[index]:
             crit[index] = t_critical(counts[index] - 1, alpha, m)
-    with np.errstate(divide="ignore", invalid="ignore"):  # se = 0 at an exact point: z = +-inf or 0
-        z = np.where(ses > 0, (means - theory_values) / ses, np.where(means == theory_values, 0.0, np.inf))
-    z = np.where(compared, z, np.nan)
+    z = np.full(shape, np.nan)
+    spread = compared & (ses > 0)
+    z[spread] = (means - theory_values)[spread] / ses[spread]
+    exact = compared & (ses == 0)  # every replicate equal: z is 0 or infinite
+    z[exact] = np.where(means[exact] == theory_values[exact], 0.0, np.copysign(np.inf, (means - theory_values)[exact]))
     passed = np.zeros(shape, dtype=bool)
     passed[compared] = np.abs(means - theory_values)[compared] <= crit[compared] * ses[compared] + allowance
     coords = {d: simulation.coords[d] for d in dims}

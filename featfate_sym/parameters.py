@@ -27,8 +27,8 @@ def declare(symbol, description, lower=0, upper=None, lower_open=False, upper_op
     param = Param(
         symbol=symbol,
         description=description,
-        lower=None if lower is None else sp.sympify(lower),
-        upper=None if upper is None else sp.sympify(upper),
+        lower=None if lower is None else sp.sympify(lower, strict=True),
+        upper=None if upper is None else sp.sympify(upper, strict=True),
         lower_open=lower_open,
         upper_open=upper_open,
         integer=integer,

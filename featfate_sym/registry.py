@@ -122,8 +122,8 @@ class Param:
         raises ``ValueError`` if the new domain is not inside this one."""
         new = dataclasses.replace(
             self,
-            lower=self.lower if lower is None else sp.sympify(lower),
-            upper=self.upper if upper is None else sp.sympify(upper),
+            lower=self.lower if lower is None else sp.sympify(lower, strict=True),
+            upper=self.upper if upper is None else sp.sympify(upper, strict=True),
             lower_open=self.lower_open if lower_open is None else lower_open,
             upper_open=self.upper_open if upper_open is None else upper_open,
         )
