@@ -32,7 +32,7 @@ from pathlib import Path
 import sympy as sp
 
 #: bump when the stored layout changes
-FORMAT = 1
+FORMAT = 2
 _PACKAGE = Path(__file__).resolve().parent
 
 
@@ -192,10 +192,41 @@ def _root_from(record):
                         where=_in(record["where"]))
 
 
+def printed_texts(derivation) -> dict:
+    """What printing a result shows of its derivation: the LaTeX of the expression, of
+    each implicit root (``(equation = 0, symbol: description)``) and the output names.
+    Stored with the record, so that printing a cached result parses no expression."""
+    from featfate_sym.symbols import latex
+
+    return {
+        "latex": latex(derivation.expr),
+        "implicit": [[f"{latex(r.equation)} = 0", f"{latex(r.symbol)}: {r.description}".strip()]
+                     for r in derivation.implicit],
+        "outputs": list(derivation.outputs),
+    }
+
+
+def printed(key: str) -> dict | None:
+    """The stored :func:`printed_texts` of ``key``, or None (not cached, unreadable)."""
+    path = _path(key)
+    if path is None or not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        if record.get("format") != FORMAT:
+            return None
+        texts = record["printed"]
+        return {"latex": str(texts["latex"]), "implicit": [(str(a), str(b)) for a, b in texts["implicit"]],
+                "outputs": [str(o) for o in texts["outputs"]]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def to_record(derivation) -> dict:
     numeric = derivation.numeric
     return {
         "format": FORMAT,
+        "printed": printed_texts(derivation),
         "expr": _out(derivation.expr),
         "steps": [[step.text, _out(step.expr)] for step in derivation.steps],
         "extras": {name: _out(value) for name, value in derivation.extras.items()},
@@ -320,14 +351,60 @@ def derive(key: str, builder, *, fresh: bool = False):
 #: keys derived afresh into the cache by :func:`fill`'s worker processes in this run
 _filled: set[str] = set()
 
-#: seconds a cold derivation of a key takes (measured, one core), so the slowest are
-#: started first; keys not listed count 1
+#: CPU seconds a cold derivation of a key takes by itself (measured in the workers of a
+#: cold fill, its dependencies and the memoised parts it shares with its group counted
+#: once), so the costliest groups are started first; keys not listed count 0.3
 COST_HINT = {
-    "scratch.risk_ridge": 3.3, "scratch.risk_mp": 3.1, "scratch.risk_optimal_ridge": 2.5,
-    "ft.transferability_finite_source_exact": 4.2, "metrics.kl": 3.6, "ft.transferability_exact": 2.9,
-    "dln.time_to_learn": 2.9, "dln.balanced_flow": 2.5, "ft.transferability_finite_source": 1.9,
-    "dln.conservation": 1.7, "ft.transferability": 1.5, "metrics.w2": 1.4, "relu.arccos_kernel": 1.4,
+    "dln.max_stable_step": 1.0, "clf.ft.error_exact": 3.0, "dln.time_to_learn": 2.5, "dln.balanced_flow": 2.4,
+    "metrics.kl": 2.3, "ft.transferability_finite_source_exact": 2.2, "ft.transferability_exact": 1.8,
+    "scratch.risk_mp": 1.7, "clf.ft.error": 1.6, "dln.conservation": 1.6, "scratch.risk_time": 1.5,
+    "clf.lt.transferability": 1.1, "ft.transferability_gd": 1.1, "lt.transferability": 1.0,
+    "ft.transferability_finite_source": 1.0, "metrics.w2": 0.9, "lt.risk_finite": 0.8,
+    "scratch.risk_sgd_stationary": 0.8, "metrics.bl_lower": 0.8, "lt.k.optimal": 0.8, "relu.arccos_kernel": 0.7,
+    "ft.transferability_two_level": 0.7, "scratch.risk_ridge": 0.7, "clf.scratch.error": 0.6,
+    "ft.risk_two_level": 0.6, "dln.mode_dynamics": 0.6, "clf.lt.error": 0.5, "ft.transferability": 0.5,
+    "scratch.risk_optimal_ridge": 0.5, "lt.boundary": 0.5, "clf.lt.boundary": 0.4, "scratch.risk_finite": 0.4,
 }
+
+#: keys that share work: memoised sub-derivations (:func:`memo`, per process) or another
+#: key's result, which the first of them derives.  One worker derives a group in this
+#: order, so the shared part is derived once (split over two workers it would be derived
+#: twice, or the second would wait); keys not listed are groups of their own
+AFFINITY = (
+    # the balanced vector field, the mode ODE, and fine-tuning's invariant built on it
+    ("dln.balanced_flow", "ft.transferability_exact", "ft.transferability_finite_source_exact",
+     "dln.mode_dynamics", "dln.time_to_learn"),
+    # the Marchenko-Pastur ridge risk and its ridgeless limits
+    ("scratch.risk_mp", "scratch.risk_ridge", "scratch.risk_optimal_ridge"),
+    # the finite-size scratch risk, its limit, and the transfer results that use them
+    ("scratch.risk_finite", "scratch.risk", "lt.risk", "lt.risk_finite", "lt.transferability",
+     "lt.ridge_slope", "lt.boundary", "ft.transferability", "ft.transferability_first_layer"),
+    # classification: the scratch error feeds every transfer result of the family
+    # (its exact fine-tuning error reads dln.balanced_flow: last, when that is stored)
+    ("clf.scratch.error", "clf.lt.error", "clf.lt.error_finite", "clf.lt.transferability", "clf.lt.boundary",
+     "clf.ft.error", "clf.ft.transferability", "clf.ft.error_exact", "clf.ft.transferability_exact"),
+    # several source tasks: the finite-size risk, its limit, what is built on them
+    ("lt.k.risk_finite", "lt.k.risk", "lt.k.transferability_finite", "lt.k.transferability", "lt.k.optimal",
+     "lt.k.captured"),
+    # the two-level spectrum: kappa, the scratch risk, and the transfer risks on it
+    ("scratch.kappa_two_level", "scratch.risk_two_level", "lt.risk_two_level", "lt.transferability_two_level",
+     "ft.risk_two_level", "ft.transferability_two_level"),
+)
+
+
+def _groups(todo: Sequence[str]) -> list[list[str]]:
+    """``todo`` split into the :data:`AFFINITY` groups (in their order) and single keys,
+    the most costly group first."""
+    left = set(todo)
+    groups = []
+    for members in AFFINITY:
+        group = [k for k in members if k in left]
+        left.difference_update(group)
+        if group:
+            groups.append(group)
+    groups += [[k] for k in todo if k in left]
+    groups.sort(key=lambda g: -sum(COST_HINT.get(k, 0.3) for k in g))
+    return groups
 
 
 def _cpus() -> int:
@@ -342,11 +419,12 @@ def fill(keys: Sequence[str], jobs: int | None = None) -> list[str]:
     (default: one per CPU, at most 4) while this process waits; return the keys found
     in the cache afterwards.  This process then reads them back (milliseconds each).
 
-    The workers take the keys, slowest first (:data:`COST_HINT`), from one shared
-    counter; a dependency a worker needs is read from the cache if another worker has
-    stored it, else derived there too.  Anything a worker fails at (or that is left
+    The workers take the keys in groups that share work (:data:`AFFINITY`), the most
+    costly group first (:data:`COST_HINT`), from one shared counter; a dependency a
+    worker needs is read from the cache if another worker has stored it, else derived
+    there too.  Anything a worker fails at (or that is left
     uncached) is simply derived here as usual, so errors surface in this process.
-    Does nothing without a writable cache, on one CPU, for fewer than two keys, or where
+    Does nothing without a writable cache, on one CPU, for fewer than two groups, or where
     processes cannot be forked."""
     import multiprocessing
 
@@ -357,8 +435,9 @@ def fill(keys: Sequence[str], jobs: int | None = None) -> list[str]:
     if base is None:
         return []
     todo = [k for k in keys if (fresh and k not in _filled) or not (base / f"{k}.json").is_file()]
+    groups = _groups(todo)
     jobs = min(_cpus(), 4) if jobs is None else jobs
-    jobs = min(jobs, len(todo))
+    jobs = min(jobs, len(groups))
     if jobs < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return []
     try:
@@ -368,7 +447,6 @@ def fill(keys: Sequence[str], jobs: int | None = None) -> list[str]:
                 (base / f"{key}.json").unlink(missing_ok=True)
     except OSError:
         return []
-    todo.sort(key=lambda k: -COST_HINT.get(k, 1.0))
     context = multiprocessing.get_context("fork")
     counter = context.Value("i", 0)
 
@@ -380,12 +458,13 @@ def fill(keys: Sequence[str], jobs: int | None = None) -> list[str]:
             with counter.get_lock():
                 index = counter.value
                 counter.value += 1
-            if index >= len(todo):
+            if index >= len(groups):
                 break
-            try:
-                registry.get(todo[index]).derivation
-            except Exception:  # noqa: BLE001 -- derived again (and reported) by the parent
-                pass
+            for key in groups[index]:
+                try:
+                    registry.get(key).derivation
+                except Exception:  # noqa: BLE001 -- derived again (and reported) by the parent
+                    pass
         sys.stderr.flush()
         os._exit(0)
 

@@ -17,6 +17,16 @@ the integrand smooth on ``[0, pi]``).  :func:`risk_time_mp` evaluates the regist
 expression itself (its ``Integral``) by ``mpmath.quad`` at a chosen precision: the
 reference the tests compare the float64 values with.
 
+Full-batch gradient descent at a fixed step: :func:`risk_gd` is the same spectral integral
+with the flow's per-mode factor ``exp(-2 x t)`` replaced by the solution ``(1 - 2 eta x)^k``
+of the one-step recursion ``beta_i <- beta_i - 2 eta x (beta_i - beta_ls,i)`` after ``k``
+steps (substituted by SymPy into the registered ``bias`` and ``variance``): the discrete
+learning curve, and with it the gap ``risk_gd - risk_time`` at ``t = eta k``.
+
+Early stopping: :func:`early_stopped_risk` is ``min_t R(t)`` over the flow time and its
+minimiser, by ``scipy.optimize.minimize_scalar`` (Brent) in ``log t`` on a bracket found
+on a grid; a minimiser that does not converge, or that the grid beats, raises.
+
 Fine-tuning at a finite step (``ft.transferability_gd``): :func:`fine_tuning_drift` solves
 the registered reduced flow (``rate_p1``, ``rate_p2``, ``rate_varsigma``, lambdified) with
 ``scipy.integrate.solve_ivp`` and integrates the registered drift rate along it;
@@ -31,13 +41,14 @@ from __future__ import annotations
 
 import functools
 import math
+import typing
 
 import mpmath
 import numpy as np
 import sympy as sp
-from scipy import integrate
+from scipy import integrate, optimize
 
-__all__ = ["risk_time", "risk_time_mp", "fine_tuning_drift", "transferability_gd_slope", "transferability_gd",
+__all__ = ["risk_time", "risk_time_mp", "risk_gd", "early_stopped_risk", "EarlyStop", "fine_tuning_drift", "transferability_gd_slope", "transferability_gd",
            "reduced_fine_tuning", "transferability_reduced_gd"]
 
 
@@ -117,6 +128,107 @@ def risk_time_mp(gamma, sigma, t, dps: int = 30) -> mpmath.mpf:
     f = sp.lambdify(list(result.symbols), full, modules="mpmath")
     with mpmath.workdps(dps):
         return +f(*[mpmath.mpf(str(v)) for v in (gamma, sigma, t)])
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled_gd():
+    """The registered bias and variance written in the per-mode factor ``E = exp(-2 x t)``
+    (``bias = E^2``) and ``D = 1 - E`` (``variance = D^2/(gamma x)``), lambdified on the
+    angle with ``D`` an argument, so that ``D = -expm1(k log1p(-2 eta x))`` is formed
+    without cancellation at small ``x``."""
+    from featfate_sym import registry
+    from featfate_sym.symbols import gamma, t
+
+    ex = registry.get("scratch.risk_time").extras
+    angle = next(iter(ex["weight"].free_symbols - {gamma}))
+    eig = next(iter(ex["variance"].free_symbols - {gamma, t}))
+    factor, gap = sp.Symbol("E_mode", positive=True), sp.Symbol("D_mode", positive=True)
+
+    def in_factor(expr):
+        out = sp.expand(expr).subs(sp.exp(-4 * eig * t), factor**2).subs(sp.exp(-2 * eig * t), factor)
+        out = sp.factor(out.subs(factor, 1 - gap))
+        if out.has(t):
+            raise ArithmeticError("the integrand is not a function of the per-mode factor exp(-2 x t)")
+        return out
+
+    bias, variance = in_factor(ex["bias"]), in_factor(ex["variance"])
+    x_of_phi = ex["eigenvalue_of_phi"]
+    weight = ex["weight"]
+    return (sp.lambdify([angle, gamma, gap], (bias * weight).subs(eig, x_of_phi), modules="numpy"),
+            sp.lambdify([angle, gamma, gap], (variance * weight).subs(eig, x_of_phi), modules="numpy"),
+            sp.lambdify([angle, gamma], x_of_phi, modules="numpy"))
+
+
+def risk_gd(gamma, sigma, steps, eta) -> float:
+    """Risk of full-batch gradient descent from ``beta = 0`` after ``steps`` steps of size
+    ``eta`` (loss ``(1/n)|X beta - y|^2``, L = 1, proportional limit): ``scratch.risk_time``'s
+    spectral integral with ``exp(-2 x t)`` replaced by ``(1 - 2 eta x)^steps``.  Needs
+    ``eta < 1/x_max`` (``x_max = (1 + gamma^(-1/2))^2`` the top of the MP support: every
+    mode contracts), else ``ValueError``.  ``steps -> oo`` gives ``scratch.risk``; ``eta ->
+    0`` at ``eta steps = t`` gives ``risk_time(gamma, sigma, t)``."""
+    gamma, sigma, _ = _check(gamma, sigma, 0.0)
+    if isinstance(steps, bool) or not float(steps).is_integer() or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0 (got {steps!r})")
+    eta = float(eta)
+    top = (1 + gamma ** -0.5) ** 2
+    if not (0 < eta < 1 / top):
+        raise ValueError(f"parameter eta must be in (0, 1/x_max) = (0, {1 / top:.6g}) at gamma = {gamma:g} (got {eta!r})")
+    bias_f, var_f, x_f = _compiled_gd()
+    fns = _compiled()
+    atom = float(fns["atom"](gamma)) * fns["at_zero"]
+    k = int(steps)
+
+    def gap(phi):
+        return -np.expm1(k * np.log1p(-2 * eta * x_f(phi, gamma)))
+
+    bias = _quad(lambda phi: bias_f(phi, gamma, gap(phi)))
+    variance = _quad(lambda phi: var_f(phi, gamma, gap(phi))) if sigma > 0 else 0.0
+    return atom + bias + sigma**2 * variance
+
+
+# -- early stopping -------------------------------------------------------------------------
+class EarlyStop(typing.NamedTuple):
+    """``min_t R(t)`` of gradient flow from zero and the time ``t*`` where it is reached
+    (``inf`` when ``R`` never stops decreasing, as without noise)."""
+
+    risk: float
+    time: float
+
+
+def early_stopped_risk(gamma, sigma, *, xtol: float = 1e-9) -> EarlyStop:
+    """The optimally stopped risk of ``scratch.risk_time``: ``min_{t >= 0} R(t)``, ``n/d ->
+    gamma``, noise ``sigma`` (L = 1, gradient flow of ``(1/n)|X beta - y|^2`` from 0).
+
+    ``sigma = 0``: every eigen-direction's error ``exp(-4 x t)`` decreases, so the minimum is
+    the end point ``R(oo) = (1 - gamma)_+`` (``time = inf``).  ``sigma > 0``: at large ``t``
+    the variance rises like ``e^(-2 x t)`` against the bias' ``e^(-4 x t)``, so the minimum is
+    at a finite time: a grid in ``log t`` from ``1e-3`` (25 points to ``1e3``, extended while
+    the smallest value is at its end, up to ``1e12``) brackets it,
+    Brent's method (``minimize_scalar``, ``xtol`` in ``log t``) refines it; failure to
+    converge, or a refined value above the best grid value, raises ``ArithmeticError``.
+    """
+    gamma, sigma, _ = _check(gamma, sigma, 0.0)
+    if sigma == 0:
+        return EarlyStop(risk_time(gamma, 0.0, math.inf), math.inf)
+    # a grid over [1e-3, 1e3] (ratio 1.78), extended by decades while the smallest value
+    # sits at its right end (small noise stops late)
+    logs = list(np.linspace(math.log(1e-3), math.log(1e3), 25))
+    values = [risk_time(gamma, sigma, math.exp(u)) for u in logs]
+    while int(np.argmin(values)) == len(logs) - 1:
+        if logs[-1] > math.log(1e12):
+            raise ArithmeticError(f"no interior minimum of R(t) below t = 1e12 at gamma = {gamma}, sigma = {sigma}")
+        logs.append(logs[-1] + (logs[1] - logs[0]))
+        values.append(risk_time(gamma, sigma, math.exp(logs[-1])))
+    i = int(np.argmin(values))
+    if i == 0:
+        raise ArithmeticError(f"the minimum of R(t) lies below t = 1e-3 at gamma = {gamma}, sigma = {sigma}")
+    res = optimize.minimize_scalar(lambda u: risk_time(gamma, sigma, math.exp(u)),
+                                   bracket=(logs[i - 1], logs[i], logs[i + 1]), method="brent",
+                                   options={"xtol": xtol, "maxiter": 500})
+    if not res.success or not res.fun <= values[i] * (1 + 1e-14):
+        raise ArithmeticError(f"early-stopping minimiser did not converge at gamma = {gamma}, sigma = {sigma}: "
+                              f"{res.message}")
+    return EarlyStop(float(res.fun), float(math.exp(res.x)))
 
 
 # -- fine-tuning at a finite step (ft.transferability_gd) --------------------------------------

@@ -101,3 +101,16 @@ rho = declare(S.rho, "cosine of the angle between the two weight vectors", lower
 #: bounded above so that every normal tail stays in mpmath's range (the margins grow like
 #: m^2); at m = 10^3 every error is below 10^-200000, 0 in float64
 m = declare(S.m_mean, "norm of the class means, |mu_s| = |mu_t| (signal strength)", lower_open=True, upper=1000)
+
+# --- anisotropic inputs -----------------------------------------------------------------
+frac = declare(S.frac, "fraction of input directions with variance r (two-level covariance; the rest have variance 1)",
+               lower_open=True, upper=1, upper_open=True)
+r = declare(S.r, "input variance of the fraction frac of directions (two-level covariance)", lower_open=True)
+w_r = declare(S.w_r, "fraction of each teacher's squared norm in the variance-r eigenspace (w_r = frac: uniform)",
+              upper=1)
+
+# --- several source tasks -----------------------------------------------------------------
+k = declare(S.k, "number of source tasks pretrained on (rank of the pretrained features)", lower=1, integer=True)
+
+# --- minibatch SGD --------------------------------------------------------------------------
+batch = declare(S.batch, "minibatch size of SGD", lower=1, integer=True)

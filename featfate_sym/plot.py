@@ -8,7 +8,9 @@ Usage::
     python -m featfate_sym.plot all --quick --out /tmp/figs
 
 Figures: lt-phase, ft-phase, slices, surface, scratch, ridge, finite-source,
-vs-tuned-scratch, kl (or ``all``).  Each is written as ``NAME_PARAMS.png`` and ``.pdf``.
+vs-tuned-scratch, kl, distances, and the studies' figures (theory with their own
+simulation points) anisotropic-phase, optimal-k, classification-phase, early-stopping,
+learning-curves (or ``all``).  Each is written as ``NAME_PARAMS.png`` and ``.pdf``.
 ``--sigma`` and ``--gamma-s`` take several values (one figure per value; ``scratch``
 draws every ``sigma`` in one figure).  Angles accept multiples of pi (``pi/8``,
 ``3pi/8``).  ``--quick`` draws a coarse, low-resolution version.  ``--results`` takes a
@@ -41,6 +43,17 @@ NAMES = (
     "kl",
     "distances",
 )
+
+#: figures drawn by a study (theory with its own simulation points): name -> module of
+#: :mod:`featfate_sym.studies` whose ``figures(out, quick)`` writes them
+STUDY_FIGURES = {
+    "anisotropic-phase": "anisotropic_phase",
+    "optimal-k": "optimal_k",
+    "classification-phase": "classification_phase",
+    "early-stopping": "early_stopping",
+    "learning-curves": "learning_curves",
+}
+NAMES = NAMES + tuple(STUDY_FIGURES)
 
 #: figure-specific defaults where they differ from the general ones
 DEFAULT_SIGMAS = {"ft-phase": (1.0,), "scratch": (0.0, 0.2, 0.5)}
@@ -164,6 +177,16 @@ def render(names: Sequence[str], args, log=None) -> list[Path]:
     res = style.resolution(args.quick)
     written: list[Path] = []
     for name in names:
+        if name in STUDY_FIGURES:
+            import importlib
+
+            study = importlib.import_module(f"featfate_sym.studies.{STUDY_FIGURES[name]}")
+            with style.figure_style():
+                paths = study.figures(Path(args.out), quick=args.quick)
+            written += paths
+            if log is not None:
+                log(" ".join(str(p) for p in paths))
+            continue
         for stem, kwargs in jobs(name, args):
             with style.figure_style():
                 fig = FIGURES[name](**kwargs, quick=args.quick, results=results)

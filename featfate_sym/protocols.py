@@ -230,7 +230,7 @@ def _linear_transfer_run(trial) -> ProtocolRun:
     weights, _ = trial.pretrained()
     fit = refit_readout(feature_map(trial.cpu64(weights)), trial.target, trial.ridge,
                         rank_tol=trial.options.rank_tol)
-    naive = ((fit.beta_naive - trial.teachers.target) ** 2).sum(-1)
+    naive = trial.risk(fit.beta_naive)  # in the metric of the input covariance
     return ProtocolRun(fit.beta, {"rank": fit.rank, "pinv_risk": naive})
 
 

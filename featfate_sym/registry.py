@@ -89,6 +89,8 @@ FAMILIES = {
     "relu": "Two-layer ReLU networks",
     "classification": "Classification of Gaussian mixtures",
     "finite_step": "Finite step size, SGD and the time course of training",
+    "anisotropic": "Anisotropic inputs: covariance spectra and deterministic equivalents",
+    "multi_source": "Several source tasks: rank-k features",
 }
 
 
@@ -318,6 +320,21 @@ class Result:
 
     def latex(self) -> str:
         return symbols.latex(self.expr)
+
+    def printed(self) -> dict:
+        """What printing the result shows of its derivation (``latex``, ``implicit``:
+        ``(equation, symbol: description)`` pairs, ``outputs``): read from the cache record
+        when the derivation is not in memory (no expression parsed), else computed
+        (:func:`featfate_sym.derivation_cache.printed_texts`); the same texts either way."""
+        from featfate_sym import derivation_cache
+
+        if "derivation" not in self.__dict__ and not _FRESH:
+            texts = derivation_cache.printed(self.key)
+            if texts is not None:
+                return texts
+        texts = derivation_cache.printed_texts(self.derivation)
+        texts["implicit"] = [tuple(pair) for pair in texts["implicit"]]
+        return texts
 
     def sympy_string(self) -> str:
         """An exact, re-parseable SymPy string of the expression (``sympy.srepr``)."""

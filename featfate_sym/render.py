@@ -18,10 +18,7 @@ def _params_lines(result: Result) -> list[str]:
 
 def _implicit_lines(result: Result) -> list[tuple[str, str]]:
     """(LaTeX of the defining equation, description) of each implicit root."""
-    return [
-        (f"{latex(r.equation)} = 0", f"{latex(r.symbol)}: {r.description}".strip())
-        for r in result.derivation.implicit
-    ]
+    return result.printed()["implicit"]
 
 
 def as_text(result: Result, steps: bool = False) -> str:
@@ -34,10 +31,11 @@ def as_text(result: Result, steps: bool = False) -> str:
     if result.params:
         lines.append("  parameters:")
         lines += [f"    {line}" for line in _params_lines(result)]
-    if result.outputs:
-        lines.append(f"  outputs:   {', '.join(result.outputs)}")
-    lines.append(f"  result:    {result.latex()}")
-    for eq, what in _implicit_lines(result):
+    texts = result.printed()  # from the cache record: printing parses no expression
+    if texts["outputs"]:
+        lines.append(f"  outputs:   {', '.join(texts['outputs'])}")
+    lines.append(f"  result:    {texts['latex']}")
+    for eq, what in texts["implicit"]:
         lines.append(f"  where:     {eq}   ({what})")
     if result.singular:
         lines.append(f"  singular:  {result.singular}")

@@ -23,6 +23,26 @@ one value is fixed.  Examples::
     python -m featfate_sym.simulate --preset paper --out runs/paper
     python -m featfate_sym.simulate --gamma 0.5 --theta pi/8 --lam 0:0.5:6 --d 200
 
+``--protocols scratch,linear_transfer,fine_tune[1]`` chooses the protocols every cell runs
+(:mod:`featfate_sym.protocols`; default the paper's three); the list is recorded with the
+sweep, whose variables are then ``risk_<tag>`` and ``T_<tag>`` of those protocols.
+
+Anisotropic inputs and several source tasks (optional; without these flags the sweep is
+the isotropic one-source protocol, unchanged).  ``--spectrum SPEC`` sets the input
+covariance eigenvalues (:mod:`featfate_sym.spectra`), one of ``two_level:frac=F,r=R``
+(a fraction ``F`` in (0, 1) of the directions with variance ``R`` > 0, the rest 1),
+``power_law:a=A`` (``lambda_i`` proportional to ``i^(-A)``, mean 1, ``A >= 0``) or
+``values:v1,v2,...`` (exactly ``d`` positive numbers); the text is read by a fixed grammar
+(``name:key=number,...`` with plain decimal numbers), never evaluated.  ``--teachers
+uniform|top|bottom`` puts the teachers' energy uniformly on all directions, or on the
+10 % of directions with the largest / smallest eigenvalues (``top:0.2`` for another
+fraction).  ``--k K`` pretrains on ``K`` source tasks at once (a ``K``-output network;
+:func:`featfate_sym.simulation.run_protocols`); for ``K > 1`` the cells run scratch and
+linear transfer only (fine-tuning a ``K``-output network is not defined) and need ``L >=
+2``.  Example::
+
+    python -m featfate_sym.simulate --spectrum two_level:frac=0.2,r=4 --teachers top --k 2 --d 60
+
 Exit status: 0 on success; 2 for bad arguments, an output directory that cannot be
 written, one holding another sweep, or one that another run is writing (its lock file
 ``OUT/sweep.lock``; one line on standard error); 1 if a simulation fails; 130 if
@@ -37,7 +57,8 @@ import sys
 import types
 
 from featfate_sym import cli, parameters
-from featfate_sym.sweeps.executors import SOLVER_CELLS
+from featfate_sym.spectra import SPECTRUM_FORMS, TEACHER_FORMS
+from featfate_sym.sweeps.executors import SOLVER_CELLS, SimulationCell
 from featfate_sym.sweeps.grid import MAX_AXIS_VALUES, MAX_CELLS, MAX_SEED, Grid
 from featfate_sym.sweeps.presets import PRESETS, preset_axes, preset_solver
 
@@ -118,6 +139,68 @@ def parse_values(text: str, name: str = "value") -> list[float]:
     return [_number(part, name) for part in parts]
 
 
+def _cell_function(args, grid: Grid, solver: str):
+    """The cell function of ``--solver``, ``--protocols``, ``--spectrum``, ``--teachers`` and
+    ``--k`` (a :class:`~featfate_sym.sweeps.executors.SimulationCell`), checked at every
+    ``d`` and ``L`` of the grid (bad values: exit status 2)."""
+    k = 1 if args.k is None else args.k
+    if k < 1:
+        raise _UsageError(f"--k must be an integer >= 1 (got {k})")
+    try:
+        protocols = None if args.protocols is None else parse_protocols(args.protocols)
+        cell = SimulationCell(solver, protocols, args.spectrum, args.teachers, k)
+    except ValueError as err:
+        text = str(err)
+        raise _UsageError(text if text.startswith("--") else f"--protocols: {text}") from None
+    if k > 1 and min(grid.values("L")) < 2:
+        raise _UsageError(f"--k > 1 needs --L >= 2 (linear transfer on the frozen trunk; got L = "
+                          f"{min(grid.values('L')):g})")
+    if k > 1 and cell.protocols is not None and any(name.startswith("fine_tune") for name in cell.protocols):
+        raise _UsageError("--protocols: fine-tuning a network pretrained on k > 1 source tasks is not defined "
+                          "(use scratch and linear_transfer with --k)")
+    if cell.protocols is not None and min(grid.values("L")) < 2 and any(
+            name != "scratch" for name in cell.protocols):
+        raise _UsageError("--protocols: a protocol from the pretrained network needs --L >= 2")
+    for name in cell.protocols or ():
+        if name.startswith("fine_tune["):
+            top = max(int(layer) for layer in name[len("fine_tune["):-1].split(","))
+            if top > min(grid.values("L")):
+                raise _UsageError(f"--protocols: {name} trains layer {top}, but the grid has L = "
+                                  f"{min(grid.values('L')):g} (layers must be in [1, L])")
+    for dim in grid.values("d"):
+        dim = int(dim)
+        if k > dim - 1:
+            raise _UsageError(f"--k must be <= d - 1 (k source directions orthogonal to the target; got k = {k}, "
+                              f"d = {dim})")
+        try:
+            _, profile = cell.inputs(dim)
+        except ValueError as err:
+            raise _UsageError(str(err)) from None
+        if profile is not None and int((profile > 0).sum()) < k + 1:
+            raise _UsageError(f"--teachers {args.teachers} leaves {int((profile > 0).sum())} direction(s) at d = "
+                              f"{dim}; the teachers need at least k + 1 = {k + 1} (a larger fraction, e.g. "
+                              f"{args.teachers.partition(':')[0]}:0.2)")
+    return cell
+
+
+def parse_protocols(text: str) -> tuple[str, ...]:
+    """``--protocols`` text: names separated by commas outside brackets, e.g.
+    ``scratch,linear_transfer,fine_tune[1,2]`` (each read by :func:`featfate_sym.protocols.get`)."""
+    names, depth, current = [], 0, ""
+    for char in text:
+        depth += (char == "[") - (char == "]")
+        if char == "," and depth == 0:
+            names.append(current.strip())
+            current = ""
+        else:
+            current += char
+    names.append(current.strip())
+    if depth != 0 or any(not name for name in names):
+        raise ValueError(f"--protocols must be protocol names separated by commas, e.g. "
+                         f"scratch,linear_transfer,fine_tune[1] (got {text!r})")
+    return tuple(names)
+
+
 def _parser() -> _Parser:
     parser = _Parser(
         prog="python -m featfate_sym.simulate",
@@ -137,6 +220,17 @@ def _parser() -> _Parser:
         help="training solver: gd (gradient descent) or whitened (preconditioned by (X^T X/n)^+, same end "
         "points, fast near gamma = 1); default: the preset's (quick gd, paper whitened)",
     )
+    parser.add_argument("--protocols", metavar="NAMES",
+                        help="protocols each cell runs, separated by commas, e.g. scratch,fine_tune[1] "
+                        "(default the paper's scratch,linear_transfer,fine_tune; with --k > 1 scratch,linear_transfer)")
+    parser.add_argument("--spectrum", metavar="SPEC",
+                        help=f"input covariance eigenvalues: {SPECTRUM_FORMS} (default isotropic)")
+    parser.add_argument("--teachers", metavar="PLACE",
+                        help=f"teachers' energy profile: {TEACHER_FORMS} (default uniform; top/bottom: the "
+                        "10 %% of directions with the largest/smallest eigenvalues)")
+    parser.add_argument("--k", type=int, metavar="K",
+                        help="number of source tasks pretrained on at once (default 1; K > 1 runs scratch and "
+                        "linear transfer)")
     parser.add_argument("--replicates", type=int, help="experiments per cell (>= 1; preset: quick 20, paper 20)")
     parser.add_argument("--seed", type=int, default=0, help=f"base seed in [0, {MAX_SEED}] (default 0)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="precision (default float64)")
@@ -224,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         grid = _grid(args)
         solver = args.solver or preset_solver(args.preset)
+        cell = _cell_function(args, grid, solver)
         try:
             out = cli.output_dir(f"sweep-{args.preset}" if args.out is None else args.out, "--out")
         except ValueError as err:
@@ -232,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"grid: {grid.summary()}")
             print(f"cells: {grid.size}, replicates: {grid.replicates}, runs: {grid.size * grid.replicates}")
             print(f"solver: {solver}")
+            if cell.protocols is not None:
+                print(f"protocols: {', '.join(cell.protocols)}")
+            if args.spectrum is not None or args.teachers is not None or cell.k != 1:
+                print(f"inputs: spectrum {args.spectrum or 'isotropic'}, teachers {args.teachers or 'uniform'}, "
+                      f"source tasks k = {cell.k}")
             print(f"output: {out / 'results.nc'}")
             return 0
         if args.scheduler is None:
@@ -248,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         report = run_sweep(
             grid,
             out,
-            cell_function=SOLVER_CELLS[solver],
+            cell_function=cell,
             dtype=args.dtype,
             device=args.device,
             workers=args.workers,

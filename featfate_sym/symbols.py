@@ -115,3 +115,22 @@ beta_norm = sp.Symbol("beta_norm", real=True, positive=True)
 lambda_max = sp.Symbol("lambda_max", real=True, positive=True)
 LATEX_NAMES[beta_norm] = r"|\beta|"
 LATEX_NAMES[lambda_max] = r"\lambda_{\max}"
+
+# --- anisotropic inputs (family anisotropic) ------------------------------------------
+#: fraction of input directions in the second eigenspace of the two-level covariance
+frac = sp.Symbol("frac", real=True, positive=True)
+#: input variance of that eigenspace (the other directions have variance 1)
+r = sp.Symbol("r", real=True, positive=True)
+#: fraction of each teacher's squared norm in that eigenspace (``w = frac``: uniform teacher)
+w_r = sp.Symbol("w_r", real=True, nonnegative=True)
+#: effective regularisation of a deterministic equivalent, root of its self-consistent equation
+kappa = sp.Symbol("kappa", real=True, positive=True)
+LATEX_NAMES[frac] = r"\varrho"
+LATEX_NAMES[w_r] = r"w_{r}"
+
+# --- several source tasks (family multi_source) --------------------------------------
+#: number of source tasks pretrained on, the rank of the pretrained features (``k`` above)
+
+# --- minibatch SGD (family finite_step) ------------------------------------------------
+#: minibatch size
+batch = sp.Symbol("B", integer=True, positive=True)

@@ -8,7 +8,7 @@ import numpy as np
 TYPICAL = {
     "gamma": 0.6, "theta": 0.7, "sigma": 0.3, "lam": 0.2, "L": 3, "n": 40, "d": 60,
     "k": 2, "gamma_s": 0.5, "sigma_s": 0.2, "s": 1.3, "u0": 0.01, "uf": 1.0, "u": 0.5,
-    "tau": 1.0, "t": 0.5, "mu": 0.1, "eta": 0.05, "psi": 1.5,
+    "tau": 1.0, "t": 0.5, "mu": 0.1, "eta": 0.05, "psi": 1.5, "B": 10,
 }
 
 
@@ -34,7 +34,7 @@ def spread_points(result, rng: np.random.Generator, count: int) -> list[dict]:
     for i in range(count):
         pt = dict(base)
         for p in result.params:
-            if p.name in ("n", "d", "L", "k"):
+            if p.integer:
                 continue  # integer sizes keep their typical, mutually consistent values
             lo = 0.0 if p.lower is None else float(p.lower)
             if p.upper is None:

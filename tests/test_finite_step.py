@@ -307,8 +307,14 @@ def _monte_carlo_check(dim, replicates, seed):
 
 
 def test_risk_time_against_a_monte_carlo_of_the_flow(seed):
-    """Default size: d = 200, 16 replicates per gamma."""
-    _monte_carlo_check(200, 16, seed)
+    """Default size: d = 200, 16 replicates per gamma (one thread: many small batched
+    eigendecompositions, which extra threads only slow down on a shared machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _monte_carlo_check(200, 16, seed)
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.slow
@@ -441,3 +447,54 @@ def test_first_order_finite_step_correction_against_the_simulator(seed):
         remainder = abs(learning_curves.transferability_reduced_gd(*cell, eta) - t0 - eta * slope)
         c = compare(eta * slope, rows[:, 3], alpha=FAMILY_ALPHA, comparisons=len(SIM_CELLS), allowance=remainder)
         assert c.passed, (cell, str(c))
+
+
+# -- the L = 1 learning curve against full-batch gradient descent ------------------------------
+GD_TIMES = (0.5, 3.0)
+GD_GAMMAS = (0.5, 2.0)
+
+
+def _gd_curve_check(dim, replicates, seed):
+    """Full-batch GD from beta = 0 at eta = 0.01 (studies.learning_curves.simulate_curve),
+    sigma = 0.5, risks at t = eta * steps in GD_TIMES against scratch.risk_time; Student t
+    with Bonferroni over the 4 cells.  Allowance: the discretisation gap |risk_gd - risk_time|
+    of the proportional limit (<= 2e-4 here) plus the finite-size gap of the end point
+    |E R_sc(n, d) - R_sc(gamma)| (scratch.risk_finite vs scratch.risk), the O(1/d) size of
+    the finite-d corrections (both the bias and the variance are linear spectral statistics of
+    smooth functions, whose means converge at rate 1/d): it halves with each doubling of d
+    (0.0051, 0.0025, 0.0013 at gamma = 0.5 for d = 100, 200, 400)."""
+    import torch
+
+    from featfate_sym.studies.learning_curves import simulate_curve
+
+    sigma, eta = 0.5, 0.01
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for k, gamma in enumerate(GD_GAMMAS):
+            steps = round(max(GD_TIMES) / eta)
+            times, risks, _ = simulate_curve(gamma, sigma, dim, eta=eta, steps=steps, replicates=replicates,
+                                             seed=seed + k)
+            n = int(round(gamma * dim))
+            finite = abs(ff.get("scratch.risk_finite").evaluate(n=n, d=dim, sigma=sigma)
+                         - SCRATCH.evaluate(gamma=gamma, sigma=sigma))
+            for tt in GD_TIMES:
+                i = round(tt / eta)
+                assert times[i] == pytest.approx(tt)
+                flow = learning_curves.risk_time(gamma, sigma, tt)
+                gap = abs(learning_curves.risk_gd(gamma, sigma, i, eta) - flow)
+                c = compare(flow, risks[i], alpha=FAMILY_ALPHA, comparisons=len(GD_TIMES) * len(GD_GAMMAS),
+                            allowance=gap + finite)
+                assert c.passed, (gamma, tt, str(c))
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_learning_curve_against_full_batch_gradient_descent(seed):
+    """d = 200, 12 replicates per gamma."""
+    _gd_curve_check(200, 12, seed)
+
+
+@pytest.mark.slow
+def test_learning_curve_against_full_batch_gradient_descent_at_d_400(seed):
+    _gd_curve_check(400, 16, seed)

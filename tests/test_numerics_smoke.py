@@ -25,12 +25,14 @@ NUMERICS = ROOT / "numerics"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def run(name: str, *args, cwd: Path, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``python numerics/<name> *args`` in ``cwd``, single-threaded, headless; exit 0."""
+def run(name: str, *args, cwd: Path, timeout: float = 300, env: dict | None = None,
+        check: bool = True) -> subprocess.CompletedProcess:
+    """``python numerics/<name> *args`` in ``cwd``, single-threaded, headless; exit 0
+    (unless ``check`` is false)."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", **(env or {})}
     proc = subprocess.run([sys.executable, str(NUMERICS / name), *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=environment, cwd=cwd)
-    assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{proc.stderr[-3000:]}"
+    assert not check or proc.returncode == 0, f"{name} exited {proc.returncode}\n{proc.stderr[-3000:]}"
     return proc
 
 
@@ -271,3 +273,29 @@ def test_bench_sweep_quick_preset(tmp_path):
     assert lines[0].startswith("preset quick:")
     assert "cells 30 (30 computed, 0 resumed), runs 600" in lines
     assert (tmp_path / "sweep" / "results.nc").stat().st_size > 0
+
+
+def test_anisotropic_table(tmp_path):
+    proc = run("anisotropic_table.py", "--replicates", "2", "--d", "60", cwd=tmp_path)
+    lines = proc.stdout.splitlines()
+    assert lines[2].startswith("| spectrum | gamma | protocol | theory")
+    rows = [line for line in lines[4:] if line.startswith("| ")]
+    assert len(rows) >= 3 * 4 and all(len(row.split("|")) == 9 for row in rows)
+    assert list(tmp_path.iterdir()) == []
+    assert run("anisotropic_table.py", "--replicates", "1", cwd=tmp_path, check=False).returncode == 2
+
+
+def test_classification_table_help_and_bad_input(tmp_path):
+    """The table's full run (deep networks trained to convergence, tens of cells) takes
+    minutes even at its smallest settings: the default run checks its interface, the slow
+    one runs it."""
+    assert run("classification_table.py", "--help", cwd=tmp_path).stdout.startswith("usage: classification_table")
+    assert run("classification_table.py", "--dim", "2", cwd=tmp_path, check=False).returncode == 2
+
+
+@pytest.mark.slow
+def test_classification_table(tmp_path):
+    proc = run("classification_table.py", "--dim", "10", "--replicates", "2", "--max-steps", "500", cwd=tmp_path,
+               timeout=900)
+    assert proc.stdout.startswith("| m | γ | θ/π | protocol")
+    assert "Negative transfer at large" in proc.stdout

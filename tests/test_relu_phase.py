@@ -230,6 +230,18 @@ def test_tiny_grid_shapes_and_bounds(tiny_grid):
         g.transferability("scratch")
 
 
+def test_tiny_grid_labelled_form(tiny_grid):
+    """The dataset carries the same numbers under the simulations' variable names, with
+    the grid's coordinates; T is the paired difference."""
+    g, ds = tiny_grid, tiny_grid.dataset()
+    assert ds["risk_lt"].dims == ("mu", "n", "replicate") and ds["risk_sc"].dims == ("n", "replicate")
+    np.testing.assert_array_equal(ds["mu"], g.mus)
+    np.testing.assert_array_equal(ds["n"], g.n_values)
+    np.testing.assert_array_equal(ds["risk_ft"], g.risk_fine_tune)
+    np.testing.assert_array_equal(ds["T_lt"], (ds["risk_sc"] - ds["risk_lt"]).transpose(*ds["T_lt"].dims))
+    np.testing.assert_array_equal(ds["converged_pre"], g.pretrain_converged)
+
+
 def test_tiny_grid_source_equal_to_target_transfers_at_small_n(tiny_grid):
     g = tiny_grid
     r_lt, r_sc = g.risk_linear_transfer[0, 0], g.risk_scratch[0]

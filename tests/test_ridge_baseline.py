@@ -205,3 +205,13 @@ def test_bad_input_names_parameter(kwargs: dict, name: str) -> None:
     dim, g, noise = args.pop("dim"), args.pop("gamma"), args.pop("noise_std")
     with pytest.raises(ValueError, match=name):
         simulate_ridge_baseline(dim, g, noise, **args)
+
+
+def test_labelled_form_carries_the_same_numbers():
+    result = simulate_ridge_baseline(30, 0.5, 0.2, theta=0.7, lams=[0.1, 1.0, 3.0], replicates=4, seed=3)
+    ds = result.dataset()
+    assert ds["risk_ridge"].dims == ("replicate", "lam") and ds.sizes["replicate"] == 4
+    np.testing.assert_array_equal(ds["risk_ridge"], result.risks)
+    np.testing.assert_array_equal(ds["T_lt"], ds["risk_sc"] - ds["risk_lt"])
+    np.testing.assert_array_equal(ds["T_lt_tuned"], ds["risk_ridge_best"] - ds["risk_lt"])
+    assert ds.attrs["best_lam"] == result.best_lam and int(ds.attrs["n"]) == 15

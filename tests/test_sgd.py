@@ -9,6 +9,8 @@ row space of ``X``.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -121,3 +123,120 @@ def test_statistics_without_a_design_are_refused(seed):
     with pytest.raises(ValueError, match="keep its design"):
         sgd([torch.zeros(3, 10, dtype=torch.float64)], data, batch_size=2, epochs=1, step_size=0.01,
             generator=gen)
+
+
+# -- scratch.risk_sgd_stationary: the stationary law of constant-step SGD ---------------------
+import contextlib  # noqa: E402
+
+import sympy as sp  # noqa: E402
+
+import featfate_sym as ff  # noqa: E402
+from featfate_sym.simulation.sgd import balanced_at, stationary_excess_risk  # noqa: E402
+from featfate_sym.stats import compare  # noqa: E402
+from featfate_sym.symbols import batch as B_sym, d as d_sym, eta as eta_sym, gamma as g_sym, sigma as s_sym  # noqa: E402
+
+from checks import FAMILY_ALPHA  # noqa: E402
+
+STAT = ff.get("scratch.risk_sgd_stationary")
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """The Monte Carlo below is many small products: one thread is fastest on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_sgd_stationary_risk_is_a_derived_first_order_result():
+    assert STAT.family == "finite_step" and not STAT.status.exact and "O(eta^2)" in STAT.status.neglected
+    assert STAT.param_names == ("gamma", "sigma", "eta", "B", "d")
+    assert "(1/n)|X beta - y|^2" in STAT.notes and "with replacement" in STAT.regime
+    # independent expectation: eta d sigma^2 (1 - 1/gamma)/B above gamma = 1, 0 below
+    above = STAT.expr.subs(g_sym, 3)
+    assert sp.simplify(above - eta_sym * d_sym * s_sym**2 * sp.Rational(2, 3) / B_sym) == 0
+    assert STAT.expr.subs(g_sym, sp.Rational(1, 2)) == 0
+    assert STAT.evaluate(gamma=4.0, sigma=1.0, eta=0.005, B=10, d=50) == pytest.approx(0.01875, rel=1e-14)
+    # the discrete per-mode fixed point eta g/(h (2 - eta h)) reduces to the Lyapunov eta g/(2h)
+    h, g = sorted(STAT.extras["discrete_mode_variance"].free_symbols - {eta_sym}, key=str)[::-1]
+    assert sp.limit(STAT.extras["discrete_mode_variance"] / eta_sym, eta_sym, 0) == g / (2 * h)
+    # linear in eta and in 1/B, the next-order estimate quadratic
+    assert sp.degree(STAT.expr.args[0][0], eta_sym) == 1
+    assert sp.degree(STAT.extras["next_order_estimate"], eta_sym) == 2
+
+
+#: (gamma, sigma, eta d, B): eta d/B in 0.025..0.05, where the estimated O(eta^2) term is <= 5%
+STAT_CELLS = [(4.0, 1.0, 0.25, 10), (4.0, 1.0, 0.5, 10), (4.0, 1.0, 0.1, 2)]
+
+
+def _stationary_check(dim, replicates, epochs, seed):
+    """Student t of the replicate time averages against the first-order result, Bonferroni
+    over STAT_CELLS.  Burn-in: the slowest mode (x_min = (1 - gamma^-1/2)^2 of the MP law)
+    relaxes as exp(-4 eta x_min k); the burn-in makes 4 eta x_min k >= 6 (residual deficit
+    <= e^-6 of one mode's variance).  Allowance: twice the registered estimate of the eta^2
+    term (an estimate, not a bound) plus the finite-n gap of the leading order: with
+    Gaussian rows the leverage is Beta(d/2, (n-d)/2), so E sum_i h_i (1 - h_i) = d (1 - d/n)
+    n/(n + 2), the limit times n/(n + 2)."""
+    n = int(round(STAT_CELLS[0][0] * dim))
+    for k, (gamma, sigma, eta_d, batch) in enumerate(STAT_CELLS):
+        eta = eta_d / dim
+        steps_per_epoch = -(-n // batch)
+        x_min = (1 - gamma ** -0.5) ** 2
+        burn_in = math.ceil(6 / (4 * eta * x_min) / steps_per_epoch)
+        samples = stationary_excess_risk(gamma, sigma, dim, eta, batch, replicates=replicates, burn_in=burn_in,
+                                         epochs=epochs, seed=seed + k)
+        want = STAT.evaluate(gamma=gamma, sigma=sigma, eta=eta, B=batch, d=dim)
+        nxt = float(STAT.extras["next_order_estimate"].subs({g_sym: gamma, s_sym: sigma, eta_sym: eta,
+                                                              B_sym: batch, d_sym: dim}))
+        allowance = 2 * abs(nxt) + want * 2 / (n + 2)
+        c = compare(want, samples, alpha=FAMILY_ALPHA, comparisons=len(STAT_CELLS), allowance=allowance)
+        assert c.passed, ((gamma, sigma, eta_d, batch), str(c))
+
+
+def test_stationary_sgd_risk_against_the_simulator(seed):
+    """d = 50, n = 200, 16 replicates, 60 epochs averaged after burn-in."""
+    with _one_thread():
+        _stationary_check(50, 16, 60, seed)
+
+
+@pytest.mark.slow
+def test_stationary_sgd_risk_against_the_simulator_at_d_100(seed):
+    with _one_thread():
+        _stationary_check(100, 24, 150, seed)
+
+
+def test_the_stationary_risk_is_linear_in_the_step_not_constant(seed):
+    """The same data (same seed) at eta d = 0.1 and 0.4, B = 10: the ratio of the means is
+    within 15% of 4 (the O(eta) law; 15%: the O(eta^2) term is <= 4% at eta d/B = 0.04 plus the
+    sampling error of two 16-replicate means); a law without the step would give 1."""
+    with _one_thread():
+        means = []
+        for eta_d in (0.1, 0.4):
+            eta = eta_d / 50
+            burn_in = math.ceil(6 / (4 * eta * 0.25) / 20)
+            means.append(stationary_excess_risk(4.0, 1.0, 50, eta, 10, replicates=16, burn_in=burn_in, epochs=60,
+                                                seed=seed).mean())
+    assert means[1] / means[0] == pytest.approx(4.0, rel=0.15)
+
+
+def test_recorded_values_and_balanced_start(seed):
+    """``record`` is evaluated at the start and after every epoch; a balanced network built at
+    beta has end-to-end vector beta and no imbalance."""
+    gen, data = _problem(seed)
+    beta = data.minimiser
+    weights = balanced_at(beta, 3, gen)
+    assert torch.allclose(end_to_end(weights), beta, rtol=1e-12, atol=1e-14)
+    for l in range(2):
+        gram = weights[l].mT @ weights[l]
+        nxt = weights[l + 1] @ weights[l + 1].mT if weights[l + 1].dim() == 3 else \
+            weights[l + 1].unsqueeze(-1) * weights[l + 1].unsqueeze(-2)
+        assert torch.allclose(gram, nxt, atol=1e-12)
+    run = sgd(weights, data, batch_size=2, epochs=4, step_size=0.01, generator=gen,
+              record=lambda ws: (end_to_end(ws) - beta).norm(dim=-1))
+    assert run.recorded.shape == (5, 3) and float(run.recorded[0].max()) < 1e-12
+    assert float(run.recorded[-1].min()) > 0
+    with pytest.raises(ValueError, match="gamma must be > 1"):
+        stationary_excess_risk(0.5, 1.0, 10, 0.01, 2, replicates=2, burn_in=1, epochs=1, seed=seed)

@@ -48,6 +48,12 @@ BAD_ARGUMENTS = [
     (["--dtype", "float16"], "--dtype"),
     (["--preset", "huge"], "--preset"),
     (["--bogus"], "unrecognized arguments"),
+    (["--protocols", "scratch,bogus"], "protocol must be one of"),
+    (["--protocols", "scratch,,fine_tune"], "--protocols must be protocol names"),
+    (["--protocols", "fine_tune[1,2"], "--protocols must be protocol names"),
+    (["--protocols", "scratch,scratch"], "must not repeat"),
+    (["--protocols", "fine_tune[3]", "--L", "2"], "layers must be"),
+    (["--protocols", "scratch,linear_transfer", "--L", "1"], "needs --L >= 2"),
 ]
 
 
@@ -168,3 +174,20 @@ def test_a_locked_output_directory_exits_2_naming_the_holder(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and err.startswith("simulate: error: --out:")
     assert f"pid {os.getppid()}" in err and "sweep.lock" in err
     assert sorted(p.name for p in out.iterdir()) == ["sweep.lock"]  # nothing computed or written
+
+
+def test_protocols_flag_runs_the_list_and_records_it(tmp_path, capsys):
+    """``--protocols scratch,fine_tune[1]`` runs those two in every cell: their variables,
+    no others, the list in the dataset's attributes and in the recorded cell function (a
+    rerun with the default list is another sweep)."""
+    args = ["--gamma", "0.5", "--theta", "pi/4", "--sigma", "0.2", "--d", "12", "--replicates", "2", "--quiet",
+            "--workers", "1", "--out", str(tmp_path / "p")]
+    assert simulate.main(["--protocols", "scratch,fine_tune[1]", "--dry-run", *args]) == 0
+    assert "protocols: scratch, fine_tune[1]" in capsys.readouterr().out
+    assert simulate.main(["--protocols", "scratch, fine_tune[1]", *args]) == 0
+    ds = open_sweep(tmp_path / "p" / "results.nc")
+    assert {"risk_sc", "risk_ft1", "T_ft1"} <= set(ds.data_vars) and "risk_lt" not in ds.data_vars
+    assert ds.attrs["protocols"] == "scratch,fine_tune[1]"
+    capsys.readouterr()
+    assert simulate.main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err

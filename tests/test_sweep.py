@@ -406,3 +406,27 @@ def test_dask_local_cluster_matches_local_processes(tmp_path, seed):
         remote = run_sweep(grid, tmp_path / "dask", cell_function=toy_cell, scheduler=cluster.scheduler_address)
     assert remote.computed == grid.size
     assert data_equal(local, remote.dataset)
+
+
+def test_a_sweep_runs_the_protocols_it_is_given_and_records_them(tmp_path, seed):
+    """``run_sweep(protocols=...)`` runs that list in every cell (their variables appear,
+    no others), records it, and refuses to resume the directory with another list."""
+    from featfate_sym.sweeps.executors import SimulationCell
+
+    grid = Grid.build({"gamma": [0.5]}, fixed={"d": 12, "L": 2, "theta": 0.6, "sigma": 0.1}, replicates=2, seed=seed)
+    report = run_sweep(grid, tmp_path, protocols=["scratch", "fine_tune[1]"], workers=1)
+    ds = report.dataset
+    assert {"risk_sc", "risk_ft1", "T_ft1"} <= set(ds.data_vars)
+    assert not {"risk_lt", "risk_ft"} & set(ds.data_vars)
+    assert ds.attrs["protocols"] == "scratch,fine_tune[1]"
+    assert "protocols=['scratch', 'fine_tune[1]']" in ds.attrs["cell_function"]
+    np.testing.assert_allclose(ds["T_ft1"], ds["risk_sc"] - ds["risk_ft1"], rtol=1e-12)
+    with pytest.raises(SweepMismatchError, match="cell_function"):
+        run_sweep(grid, tmp_path, workers=1)  # the paper's three: another sweep
+    with pytest.raises(ValueError, match="not both"):
+        run_sweep(grid, tmp_path, protocols=["scratch"], cell_function=toy_cell)
+    # the paper's list, spelled out, is the default cell function (earlier sweeps resume)
+    assert SimulationCell(protocols=("scratch", "linear_transfer", "fine_tune")).name == \
+        "featfate_sym.simulation.run_cell"
+    with pytest.raises(ValueError, match="repeat"):
+        SimulationCell(protocols=("scratch", "scratch"))

@@ -204,3 +204,61 @@ def simulate_linear_transfer_errors(
         a = np.einsum("ri,ri->r", u, y) / np.einsum("ri,ri->r", u, u)
         out[start:start + size] = test_error(a[:, None] * f[None, :], mu_t)
     return out
+
+
+def deep_fine_tuning_errors(
+    n_samples: int,
+    dim: int,
+    angle: float,
+    norm: float,
+    depth: int,
+    replicates: int,
+    *,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Fine-tuning a deep linear network on the square loss of a Gaussian mixture.
+
+    The network (depth ``depth >= 2``) is pretrained by gradient descent from small
+    balanced initialisation on the *population* source loss ``E (w.x - y)^2 = w^T (I +
+    mu_s mu_s^T) w - 2 mu_s^T w + 1`` (the deep-linear engine's sufficient statistics,
+    :mod:`featfate_sym.simulation.deep_linear`), then every layer is trained by gradient
+    descent on ``n_samples`` target samples to convergence.  Returns per replicate the exact
+    test errors ``Phi(-(w.mu_t)/|w|)`` of the fine-tuned end-to-end ``w`` (``"deep"``) and,
+    on the same data and pretrained network, of the ``c = 1`` end point ``X^+ y + (I - P)
+    beta_pre`` (``"c1"``); ``"converged"``: both trainings reached their tolerances.
+    Seeded: the same seed gives the same numbers.
+    """
+    import torch
+
+    from featfate_sym.simulation import tasks
+    from featfate_sym.simulation.deep_linear import EngineOptions, Trial, fine_tune, pretrain
+
+    if isinstance(depth, bool) or int(depth) != depth or depth < 2:
+        raise ValueError(f"L must be an integer >= 2 (a one-layer network has no layers to balance; got {depth!r})")
+    n_samples = _check_positive_int("n", n_samples)
+    replicates = _check_positive_int("replicates", replicates)
+    mu_s, mu_t = class_means(dim, norm, angle)
+    rng = _generator(seed)
+    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+
+    def batch(array):
+        return torch.as_tensor(np.asarray(array, dtype=float)).expand(replicates, *np.shape(array)).clone()
+
+    start = pretrained_vector(mu_s)
+    source = tasks.RegressionData(
+        sxx=batch(np.eye(dim) + np.outer(mu_s, mu_s)), sxy=batch(mu_s), yy=batch(1.0),
+        minimiser=batch(start), min_loss=batch(1.0 - float(mu_s @ start)),
+        top_eigenvalue=batch(1.0 + norm**2), n_samples=0)
+    options = EngineOptions()
+    pretrained, pre_run = pretrain(source, int(depth), generator, options)
+    x, y = zip(*(sample_mixture(n_samples, mu_t, rng) for _ in range(replicates)))
+    target = tasks._statistics(torch.as_tensor(np.stack(x)), torch.as_tensor(np.stack(y)), keep_design=False)
+    weights, ft_run = fine_tune(pretrained, target, options)
+    deep = Trial.end_to_end(weights).numpy()
+    beta_pre = Trial.end_to_end(pretrained).numpy()
+    c1 = np.stack([fine_tuned_classifier(xi, yi, b) for xi, yi, b in zip(x, y, beta_pre)])
+    return {
+        "deep": np.array([test_error(w, mu_t) for w in deep]),
+        "c1": np.array([test_error(w, mu_t) for w in c1]),
+        "converged": (pre_run.converged & ft_run.converged).numpy(),
+    }

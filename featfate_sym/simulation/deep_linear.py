@@ -16,6 +16,20 @@ Protocol (SPEC sections 1 and 4; Tahir, Ganguli & Rotskoff, arXiv 2410.08194, Se
    weights).
 4. Risks ``|beta_hat - beta_t|^2`` (exact noise-free test error).
 
+Options beyond the paper (:func:`run_protocols`; without them every number is the
+isotropic one-source protocol above, draw for draw):
+
+* ``covariance = lambda``: inputs ``x ~ N(0, diag(lambda))`` (``X = Z diag(sqrt
+  lambda)``), teachers drawn with the energy profile ``profile = p`` over the
+  eigendirections (:func:`~featfate_sym.simulation.tasks.make_profiled_teachers`), the
+  population source loss ``(beta - beta_s)^T Sigma (beta - beta_s)`` and the risk of every
+  protocol the excess test error ``(beta - beta_t)^T Sigma (beta - beta_t)``;
+* ``source_tasks = k > 1``: ``k`` source teachers at angle ``theta`` to the target
+  (:func:`~featfate_sym.simulation.tasks.make_multi_source_teachers`), pretraining of a
+  ``k``-output network (:mod:`featfate_sym.simulation.multi_output`) and linear transfer
+  on its frozen trunk; scratch is unchanged and fine-tuning is refused (see
+  :func:`run_protocols`).
+
 Training is gradient descent to convergence with the adaptive step of
 :mod:`featfate_sym.simulation.training` (gradient flow is the paper's model; the step
 is reported).  Data and initialisations are drawn in float64 on the CPU from one
@@ -61,7 +75,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from featfate_sym.simulation import tasks
+from featfate_sym.simulation import multi_output, tasks
 from featfate_sym.simulation.monitors import conserved_quantities
 from featfate_sym.simulation.training import DescentResult, gradient_descent, small_init
 
@@ -259,13 +273,31 @@ class Trial:
     device: str
     dtype: torch.dtype
     _pretrained: tuple | None = None
+    #: eigenvalues of the input covariance (``None``: the identity); every risk is in its metric
+    covariance: torch.Tensor | None = None
 
     def pretrained(self) -> tuple[list[torch.Tensor], DescentResult]:
-        """The pretrained weights (on the device) and the pretraining run."""
+        """The pretrained weights (on the device) and the pretraining run (a ``k``-output
+        network when the source is a :class:`~featfate_sym.simulation.multi_output.
+        MultiSourcePopulation`)."""
         if self._pretrained is None:
-            self._pretrained = pretrain(self.source, self.depth, self.generator, self.options,
-                                        device=self.device, dtype=self.dtype)
+            if isinstance(self.source, multi_output.MultiSourcePopulation):
+                self._pretrained = multi_output.pretrain(self.source, self.depth, self.generator, self.options,
+                                                         device=self.device, dtype=self.dtype)
+            else:
+                self._pretrained = pretrain(self.source, self.depth, self.generator, self.options,
+                                            device=self.device, dtype=self.dtype)
         return self._pretrained
+
+    @property
+    def source_tasks(self) -> int:
+        """The number ``k`` of source tasks (the outputs of the pretrained network)."""
+        return self.source.tasks if isinstance(self.source, multi_output.MultiSourcePopulation) else 1
+
+    def risk(self, beta: torch.Tensor) -> torch.Tensor:
+        """The risk of ``beta`` on the target task: ``(beta - beta_t)^T Sigma (beta -
+        beta_t)`` (``|beta - beta_t|^2`` for isotropic inputs)."""
+        return tasks.risk(beta, self.teachers.target, self.covariance)
 
     @staticmethod
     def cpu64(weights) -> list[torch.Tensor]:
@@ -299,6 +331,8 @@ class Outcome:
     runs: dict
     pretrained: list[torch.Tensor] | None
     pretrain_run: DescentResult | None
+    #: eigenvalues of the input covariance (``None``: the identity)
+    covariance: torch.Tensor | None = None
 
     def beta(self, protocol: str) -> torch.Tensor:
         """The end-to-end vectors of the protocol ``protocol`` (name or tag)."""
@@ -313,7 +347,7 @@ class Outcome:
         target = self.teachers.target
         out = {}
         for p in self.protocols:
-            out[p.variable("risk")] = tasks.risk(self.runs[p.tag].beta, target)
+            out[p.variable("risk")] = tasks.risk(self.runs[p.tag].beta, target, self.covariance)
         if "risk_sc" in out:
             for p in self.protocols:
                 if p.tag != "sc":
@@ -343,6 +377,9 @@ def run_protocols(
     device: str = "cpu",
     dtype: torch.dtype = torch.float64,
     options: EngineOptions | None = None,
+    covariance=None,
+    profile=None,
+    source_tasks: int = 1,
 ) -> Outcome:
     """Run ``protocols`` (names or :class:`featfate_sym.protocols.Protocol`; default the
     paper's scratch, linear transfer and fine-tuning) on shared target sets.
@@ -351,6 +388,24 @@ def run_protocols(
     order: teachers, target set, source set (if finite), pretraining init (if a protocol
     starts from the pretrained network), then each protocol's own draws in list order
     (scratch: its initialisation).  The same seed gives the same numbers.
+
+    ``covariance``: the eigenvalues ``lambda`` (length ``d``, > 0) of the input covariance
+    ``diag(lambda)`` (``None``: the identity); ``profile``: the teachers' energy profile
+    ``p`` over the eigendirections (length ``d``, >= 0, sum 1; ``None``: uniform, which
+    draws the isotropic teachers).  The risk of every protocol is then ``(beta -
+    beta_t)^T Sigma (beta - beta_t)``, so ``T`` stays a paired difference.
+    ``source_tasks = k``: for ``k > 1``, ``k`` source teachers at angle ``theta`` to the
+    target (drawn after it), a ``k``-output network pretrained on their population loss
+    (``source_samples`` must be ``None``) and linear transfer on its trunk ``W_1 ...
+    W_{L-1}`` (``rank_lt`` counts the feature directions kept, ``k`` when pretraining
+    converged).  Fine-tuning (all or some layers) from a ``k``-output network is not
+    defined by the paper (no single-output network to start from) and is refused for
+    ``k > 1``.  For ``L >= 3`` the ``k``-output pretraining learns the weaker source
+    modes after a plateau whose length grows like ``1 / init_scale`` (measured at ``L =
+    3``, ``d = 60``, ``k = 3``, ``theta = 0.6``, isotropic, whitened: 590 / 3120 steps at
+    ``init_scale`` 1e-2 / 1e-3, no progress on the weaker modes in 2e4 steps at 1e-5), so it needs a larger
+    ``init_scale`` or ``max_steps`` than the default (``converged_pre`` reports it).
+    ``ValueError`` names a bad option and its rule.
     """
     from featfate_sym import protocols as registry_of_protocols
 
@@ -360,28 +415,52 @@ def run_protocols(
     if depth < 2 and any(p.pretrained for p in chosen):
         raise ValueError(f"L must be an integer >= 2 for a protocol from the pretrained network (a "
                          f"one-layer network has no frozen feature; got L = {depth!r})")
+    if isinstance(source_tasks, bool) or not isinstance(source_tasks, (int, float, np.integer, np.floating)) \
+            or not float(source_tasks).is_integer() or source_tasks < 1:
+        raise ValueError(f"source_tasks must be an integer k >= 1 (got {source_tasks!r})")
+    k = int(source_tasks)
+    if k > 1:
+        refused = [p.name for p in chosen if p.pretrained and p.tag != "lt"]
+        if refused:
+            raise ValueError(f"source_tasks = k > 1 runs scratch and linear_transfer only: fine-tuning a "
+                             f"k-output pretrained network is not defined (got {', '.join(refused)} with k = {k})")
+        if source_samples is not None:
+            raise ValueError(f"source_samples must be None (the population source) for source_tasks k > 1 "
+                             f"(got source_samples = {source_samples!r} with k = {k})")
+    if isinstance(dim, bool) or int(dim) != dim or dim < 2:
+        raise ValueError(f"d must be an integer >= 2 (got {dim})")
+    lam = None if covariance is None else tasks.check_covariance(covariance, int(dim))
+    prof = None if profile is None else tasks.check_profile(profile, int(dim), support=k + 1)
     opts = (EngineOptions() if options is None else options).resolved(dtype)
     gen = torch.Generator().manual_seed(int(seed))
-    teachers = tasks.make_teachers(replicates, dim, theta, gen)
-    target = tasks.sample_regression(teachers.target, n_samples, noise_std, gen)
-    if source_samples is None:
-        source = tasks.population_data(teachers.source)
+    if k > 1:
+        teachers = tasks.make_multi_source_teachers(replicates, dim, theta, k, gen, prof)
+    elif lam is None and prof is None:
+        teachers = tasks.make_teachers(replicates, dim, theta, gen)
     else:
-        source = tasks.sample_regression(teachers.source, source_samples, source_noise_std, gen, keep_design=False)
-    trial = Trial(teachers, target, source, int(depth), float(ridge), gen, opts, device, dtype)
+        teachers = tasks.make_profiled_teachers(replicates, dim, theta, gen, prof)
+    target = tasks.sample_regression(teachers.target, n_samples, noise_std, gen, covariance=lam)
+    if k > 1:
+        source = multi_output.population(teachers.source, lam)
+    elif source_samples is None:
+        source = tasks.population_data(teachers.source, lam)
+    else:
+        source = tasks.sample_regression(teachers.source, source_samples, source_noise_std, gen, keep_design=False,
+                                         covariance=lam)
+    trial = Trial(teachers, target, source, int(depth), float(ridge), gen, opts, device, dtype, covariance=lam)
     if any(p.pretrained for p in chosen):
         trial.pretrained()  # drawn before any protocol's own initialisation
     runs = {p.tag: p.run(trial) for p in chosen}
     pre = trial._pretrained
     return Outcome(teachers, chosen, runs, None if pre is None else [w.cpu() for w in pre[0]],
-                   None if pre is None else pre[1])
+                   None if pre is None else pre[1], covariance=lam)
 
 
 # ---------------------------------------------------------------------------------------
 # the interface of the sweeps
 
 
-_PARAMS = ("gamma", "theta", "sigma", "lam", "L", "d", "gamma_s", "sigma_s")
+_PARAMS = ("gamma", "theta", "sigma", "lam", "L", "d", "gamma_s", "sigma_s", "k")
 
 
 def _integer(name: str, value, lower: int) -> int:
@@ -416,7 +495,14 @@ def cell_settings(params: dict) -> dict:
         source_samples = int(round(float(gamma_s) * dim))
         if source_samples < 1:
             raise ValueError(f"gamma_s must give n_s = round(gamma_s d) >= 1 (got gamma_s = {gamma_s}, d = {dim})")
+    extra = {}
+    if params.get("k") is not None:  # the number of source tasks (optional; default 1)
+        extra["source_tasks"] = P.scalar(P.k, params["k"])
+        if extra["source_tasks"] > dim - 1:
+            raise ValueError(f"k must be an integer in [1, d - 1] (k source directions orthogonal to the target; "
+                             f"got k = {extra['source_tasks']}, d = {dim})")
     return dict(
+        **extra,
         dim=dim,
         depth=P.scalar(P.L, params["L"]),
         n_samples=n_samples,
@@ -438,6 +524,9 @@ def run_cell(
     options: EngineOptions | None = None,
     solver: str | None = None,
     protocols=None,
+    covariance=None,
+    profile=None,
+    source_tasks: int = 1,
 ) -> dict[str, np.ndarray]:
     """One cell of a sweep: ``replicates`` independent transfer experiments.
 
@@ -460,7 +549,11 @@ def run_cell(
     ``"whitened"``) replaces the solver of ``options``.  Same ``seed`` -> same numbers.
     Bad parameters raise ``ValueError`` naming the parameter and its range.
     Non-convergence is reported, not raised; divergence raises
-    :class:`~featfate_sym.simulation.training.DivergenceError`.
+    :class:`~featfate_sym.simulation.training.DivergenceError`.  ``covariance``,
+    ``profile`` and ``source_tasks``: anisotropic inputs and ``k`` source tasks, see
+    :func:`run_protocols` (``covariance`` and ``profile`` have length ``d``; for ``k > 1``
+    the default protocols are scratch and linear transfer).  The number of source tasks
+    may instead be the optional cell parameter ``k`` (integer in ``[1, d - 1]``).
     """
     settings = cell_settings(params)
     replicates = _integer("replicates", replicates, 1)
@@ -475,6 +568,14 @@ def run_cell(
     except (RuntimeError, TypeError, AssertionError, NotImplementedError) as err:
         # torch reports a missing backend by several exception types
         raise ValueError(f"device must be a torch device available here (got {device!r}): {err}") from None
+    source_tasks = _integer("source_tasks", source_tasks, 1)
+    if "source_tasks" in settings:
+        if source_tasks != 1:
+            raise ValueError("give the number of source tasks once: params['k'] or source_tasks, not both")
+        source_tasks = settings.pop("source_tasks")
+    if protocols is None and source_tasks > 1:
+        protocols = ("scratch", "linear_transfer")  # fine-tuning a k-output network is not defined
     out = run_protocols(protocols, replicates=replicates, seed=seed, device=device, dtype=_DTYPES[dtype],
-                        options=options, **settings)
+                        options=options, covariance=covariance, profile=profile, source_tasks=source_tasks,
+                        **settings)
     return out.arrays()

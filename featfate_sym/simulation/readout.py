@@ -25,6 +25,15 @@ in either; it gives rank one for the pretrained networks of the paper and full r
 least-squares fit, not a tiny ridge) in the coordinates ``c = V_r^T w`` of the kept
 subspace, where the Gram matrix ``S_r U_r^T Sxx U_r S_r`` has singular values bounded
 below by the kept ``s_i``; the minimum-norm solution is taken if it is singular.
+
+``k`` source tasks.  A network pretrained on ``k`` sources at once
+(:mod:`featfate_sym.simulation.multi_output`) has a trunk of rank ``k`` (``span B_s``)
+plus the same ``O(alpha)`` residue; the rule keeps the ``k`` learned directions (their
+singular values are ``sigma_i(B_s)^((L-1)/L)``, ``sigma_min(B_s) = sin theta`` for sources
+at angle ``theta`` to the target), so the fit is least squares on the ``k`` features
+``X Q`` (``Q`` an orthonormal basis of ``span B_s``), and ``rank`` reports ``k``.  With
+anisotropic inputs nothing changes: ``Sxx`` is the empirical second moment of the
+anisotropic design.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ import torch
 from featfate_sym.simulation.tasks import RegressionData
 from featfate_sym.simulation.training import DivergenceError, matvec, rmatvec
 
-__all__ = ["SGDResult", "sgd", "training_loss"]
+__all__ = ["SGDResult", "sgd", "training_loss", "balanced_at", "stationary_excess_risk", "apply_gradient"]
 
 
 @dataclass
@@ -57,6 +57,9 @@ class SGDResult:
     steps: int
     step_size: float
     batch_size: int
+    #: ``record(weights)`` after every epoch, shape ``(epochs + 1, R)`` (row 0 at the start);
+    #: ``None`` when no ``record`` was given
+    recorded: torch.Tensor | None = None
 
 
 def _right_products(weights):
@@ -82,6 +85,26 @@ def training_loss(weights: list[torch.Tensor], data: RegressionData) -> torch.Te
         return (residual * residual).mean(-1)
     sxx_beta = beta if data.sxx is None else rmatvec(data.sxx, beta)
     return (beta * sxx_beta).sum(-1) - 2 * (beta * data.sxy).sum(-1) + data.yy
+
+
+def apply_gradient(weights: list[torch.Tensor], right: list[torch.Tensor], g: torch.Tensor, step_size: float,
+                   training: list[bool]) -> None:
+    """One update ``W_l <- W_l - eta G_l`` of every trainable layer, in place, from the
+    gradient ``g = dLoss/dbeta`` (``(R, d)``) and the right products ``right`` of
+    :func:`_right_products` taken before the update: ``G_l = (W_1...W_{l-1})^T g
+    (W_{l+1}...W_L)^T`` by matrix-vector products."""
+    depth = len(weights)
+    left = g
+    for l in range(depth):
+        w = weights[l]
+        if l == depth - 1:
+            if training[l]:
+                w.sub_(step_size * left)
+            continue
+        next_left = rmatvec(w, left)
+        if training[l]:
+            w.sub_(step_size * left.unsqueeze(-1) * right[l + 1].unsqueeze(-2))
+        left = next_left
 
 
 def _batches(n: int, batch_size: int, replicates: int, replacement: bool, generator) -> list[torch.Tensor]:
@@ -117,13 +140,16 @@ def sgd(
     replacement: bool = False,
     trainable: tuple[int, ...] | None = None,
     blowup: float = 1e8,
+    record=None,
 ) -> SGDResult:
     """Train ``weights`` in place by minibatch SGD on the data set of ``data``.
 
     ``batch_size`` ``B`` in ``[1, n]``; ``epochs`` passes (``ceil(n/B)`` updates each);
     fixed ``step_size`` ``eta > 0``; ``replacement``: see the module docstring;
     ``trainable`` (0-based layer indices, default all) as in
-    :func:`~featfate_sym.simulation.training.gradient_descent`.  ``data`` must keep its
+    :func:`~featfate_sym.simulation.training.gradient_descent`.  ``record``: an optional
+    function of the weights returning one number per replicate (a tensor ``(R,)``, for
+    instance the test risk), evaluated at the start and after every epoch.  ``data`` must keep its
     design (``sample_regression(..., keep_design=True)``, the default).  Bad arguments
     raise ``ValueError`` naming the argument; divergence raises ``DivergenceError``.
     """
@@ -150,6 +176,7 @@ def sgd(
         minimiser=data.minimiser, min_loss=data.min_loss, top_eigenvalue=data.top_eigenvalue,
         n_samples=data.n_samples, design=design, labels=labels)
     history = [training_loss(weights, stats)]
+    recorded = None if record is None else [record(weights).to(torch.float64).cpu()]
     limit = blowup * torch.maximum(history[0], stats.yy)
     rows = torch.arange(replicates, device=device).unsqueeze(-1)
     steps = 0
@@ -161,20 +188,12 @@ def sgd(
             right = _right_products(weights)
             residual = (xb @ right[0].unsqueeze(-1)).squeeze(-1) - yb
             g = (2.0 / index.shape[-1]) * (residual.unsqueeze(-2) @ xb).squeeze(-2)
-            left = g
-            for l in range(depth):
-                w = weights[l]
-                if l == depth - 1:
-                    if training[l]:
-                        w.sub_(step_size * left)
-                    continue
-                next_left = rmatvec(w, left)
-                if training[l]:
-                    w.sub_(step_size * left.unsqueeze(-1) * right[l + 1].unsqueeze(-2))
-                left = next_left
+            apply_gradient(weights, right, g, step_size, training)
             steps += 1
         loss = training_loss(weights, stats)
         history.append(loss)
+        if recorded is not None:
+            recorded.append(record(weights).to(torch.float64).cpu())
         bad = ~torch.isfinite(loss) | (loss > limit)
         if bool(bad.any()):
             r = int(torch.nonzero(bad)[0])
@@ -185,4 +204,60 @@ def sgd(
     loss = torch.stack(history)
     excess = loss[-1].to(torch.float64).cpu() - data.min_loss.to(torch.float64).cpu()
     return SGDResult(loss=loss.to(torch.float64).cpu(), excess=excess, steps=steps, step_size=step_size,
-                     batch_size=batch_size)
+                     batch_size=batch_size, recorded=None if recorded is None else torch.stack(recorded))
+
+
+def balanced_at(beta: torch.Tensor, depth: int, generator: torch.Generator, *, width: int | None = None) -> list[torch.Tensor]:
+    """A balanced rank-one network (``D_l = 0``) with end-to-end vector ``beta`` (``(R, d)``):
+    ``W_1 = s beta_hat u_1^T``, ``W_l = s u_{l-1} u_l^T``, ``W_L = s u_{L-1}``, ``s =
+    |beta|^(1/L)``, random unit ``u_l`` of dimension ``width`` (default ``d``)."""
+    replicates, dim = beta.shape
+    width = dim if width is None else width
+    norm = beta.norm(dim=-1, keepdim=True)
+    scale = norm ** (1.0 / depth)
+    units = [beta / norm]
+    for _ in range(depth - 1):
+        u = torch.randn(replicates, width, generator=generator, dtype=torch.float64)
+        units.append(u / u.norm(dim=-1, keepdim=True))
+    weights = [scale.unsqueeze(-1) * units[l].unsqueeze(-1) * units[l + 1].unsqueeze(-2) for l in range(depth - 1)]
+    weights.append(scale * units[-1])
+    return weights
+
+
+def stationary_excess_risk(gamma: float, sigma: float, dim: int, eta: float, batch_size: int, *, depth: int = 1,
+                           replicates: int, burn_in: int, epochs: int, seed: int, width: int | None = None):
+    """Monte Carlo of the stationary excess test risk ``|beta - beta*|^2`` of constant-step
+    minibatch SGD with replacement (the model of ``scratch.risk_sgd_stationary``).
+
+    Per replicate: a unit teacher uniform on the sphere, ``n = round(gamma d)`` Gaussian rows,
+    labels with noise ``sigma``; the network starts *at* the least-squares minimiser
+    ``beta*`` (a balanced rank-one network for ``depth > 1``), runs ``burn_in`` epochs
+    (``ceil(n/B)`` steps each) to reach the stationary law, then ``epochs`` more, and the
+    excess risk is averaged over those epochs.  Returns an array ``(R,)`` of time averages,
+    one per independent replicate (fresh data each): their mean and standard error are the
+    estimate and its SE.  Needs ``gamma > 1`` (a unique minimiser)."""
+    import numpy as np
+
+    from featfate_sym.simulation import tasks
+    from featfate_sym.simulation.training import end_to_end
+
+    n = int(round(gamma * dim))
+    if not n > dim:
+        raise ValueError(f"gamma must be > 1 (n > d) for a unique minimiser (got n = {n}, d = {dim})")
+    gen = torch.Generator().manual_seed(seed)
+    teachers = tasks.make_teachers(replicates, dim, 0.0, gen)
+    data = tasks.sample_regression(teachers.target, n, sigma, gen, keep_design=True)
+    star = data.minimiser
+    if depth == 1:
+        weights = [star.clone()]
+    else:
+        weights = balanced_at(star, depth, gen, width=width)
+
+    def excess(ws):
+        diff = end_to_end(ws) - star
+        return (diff * diff).sum(-1)
+
+    sgd(weights, data, batch_size=batch_size, epochs=burn_in, step_size=eta, generator=gen, replacement=True)
+    run = sgd(weights, data, batch_size=batch_size, epochs=epochs, step_size=eta, generator=gen,
+              replacement=True, record=excess)
+    return np.asarray(run.recorded[1:].mean(0))

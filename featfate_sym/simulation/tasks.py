@@ -15,6 +15,16 @@ adaptive step (see :mod:`featfate_sym.simulation.training`).  The same decomposi
 gives the projector onto the row space of ``X``, from which :func:`whitened` forms the
 whitened loss ``|P beta - beta*|^2`` (the loss of the ``whitened`` solver, see
 :mod:`featfate_sym.simulation.deep_linear`).
+
+Anisotropic inputs (optional; SPEC section 5, "Anisotropic inputs").  ``x ~ N(0,
+Sigma)`` with ``Sigma = diag(lambda)`` (without loss of generality: a rotation of the
+inputs rotates the teachers with them), drawn as ``X = Z diag(sqrt(lambda))``.  The
+teachers are then drawn with an energy profile ``p`` over the eigendirections
+(:func:`make_profiled_teachers`), the population loss is ``(beta - beta_s)^T Sigma (beta -
+beta_s)`` and the risk the excess test error ``(beta - beta_t)^T Sigma (beta - beta_t)``.
+Several source tasks (:func:`make_multi_source_teachers`): ``k`` source teachers at the
+same angle ``theta`` to the target.  Without these options every draw is the isotropic
+one above, number for number.
 """
 
 from __future__ import annotations
@@ -22,12 +32,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 __all__ = [
     "Teachers",
     "RegressionData",
     "make_teachers",
+    "make_profiled_teachers",
+    "make_multi_source_teachers",
+    "check_covariance",
+    "check_profile",
     "sample_regression",
     "population_data",
     "whitened",
@@ -37,7 +52,9 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Teachers:
-    """Source and target teachers, each of shape ``(R, d)``, unit norm."""
+    """Source and target teachers, unit norm: ``target`` of shape ``(R, d)``, ``source``
+    ``(R, d)`` for one source task, or ``(R, d, k)`` (one column per source task) for
+    ``k > 1`` (:func:`make_multi_source_teachers`)."""
 
     source: torch.Tensor
     target: torch.Tensor
@@ -87,6 +104,111 @@ def make_teachers(
     return Teachers(source=source, target=target)
 
 
+def check_covariance(covariance, dim: int) -> torch.Tensor:
+    """The eigenvalues ``lambda`` of the input covariance ``diag(lambda)`` as a float64
+    tensor of shape ``(d,)``; ``ValueError`` unless ``covariance`` is a one-dimensional
+    array of ``d`` finite positive numbers."""
+    values = np.asarray(covariance, dtype=np.float64) if not isinstance(covariance, torch.Tensor) \
+        else covariance.detach().to(torch.float64).cpu().numpy()
+    if values.ndim != 1 or values.shape[0] != dim:
+        raise ValueError(f"covariance must be the {dim} eigenvalues lambda_i of the input covariance "
+                         f"(a one-dimensional array of length d = {dim}; got shape {values.shape})")
+    if not (np.all(np.isfinite(values)) and np.all(values > 0)):
+        raise ValueError(f"covariance eigenvalues must be finite and > 0 (got min {values.min()!r}, "
+                         f"max {values.max()!r})")
+    return torch.from_numpy(values.copy())
+
+
+def check_profile(profile, dim: int, *, support: int = 2) -> torch.Tensor:
+    """The teachers' energy profile ``p`` as a float64 tensor of shape ``(d,)``;
+    ``ValueError`` unless it has ``d`` finite entries ``>= 0`` summing to 1 (within
+    ``1e-9``, rounding of a profile written in decimals) with at least ``support`` of
+    them positive (the teachers need that many orthogonal directions)."""
+    values = np.asarray(profile, dtype=np.float64) if not isinstance(profile, torch.Tensor) \
+        else profile.detach().to(torch.float64).cpu().numpy()
+    if values.ndim != 1 or values.shape[0] != dim:
+        raise ValueError(f"profile must be the teachers' energy fraction p_i along each of the d = {dim} "
+                         f"eigendirections (a one-dimensional array of length d; got shape {values.shape})")
+    if not (np.all(np.isfinite(values)) and np.all(values >= 0)):
+        raise ValueError("profile entries must be finite and >= 0")
+    if abs(values.sum() - 1.0) > 1e-9:
+        raise ValueError(f"profile entries must sum to 1 (got sum {values.sum()!r})")
+    if int((values > 0).sum()) < support:
+        raise ValueError(f"profile must be positive on at least {support} directions (the teachers need "
+                         f"{support} orthogonal directions in its support; got {int((values > 0).sum())})")
+    return torch.from_numpy(values.copy())
+
+
+def _profiled_direction(replicates, dim, generator, scale, against=()):
+    """``sqrt(p) * g`` (``g`` standard Gaussian), orthogonalised (Euclidean Gram-Schmidt,
+    twice for rounding) against the unit vectors ``against`` and normalised."""
+    v = torch.randn(replicates, dim, generator=generator, dtype=torch.float64)
+    if scale is not None:
+        v = scale * v
+    for _ in range(2 if against else 0):
+        for u in against:
+            v = v - (v * u).sum(-1, keepdim=True) * u
+    return v / v.norm(dim=-1, keepdim=True)
+
+
+def make_profiled_teachers(
+    replicates: int, dim: int, theta: float, generator: torch.Generator, profile=None
+) -> Teachers:
+    """Unit teachers at angle ``theta`` with the energy profile ``p`` over the input
+    eigendirections (float64, CPU): ``beta_s = sqrt(p) g / |sqrt(p) g|``, ``beta_t =
+    cos(theta) beta_s + sin(theta) nu`` with ``nu`` from an independent ``sqrt(p) g'``
+    orthogonalised against ``beta_s`` (Euclidean) and normalised.
+
+    ``E beta_i^2`` is proportional to ``p_i`` only approximately at finite ``d`` (the
+    normalisation couples the entries); ``p`` uniform (``profile=None``) is the isotropic
+    draw of :func:`make_teachers`, the same numbers for the same generator state.
+    """
+    if dim < 2:
+        raise ValueError(f"d must be an integer >= 2 (got {dim})")
+    scale = None if profile is None else check_profile(profile, dim).sqrt()
+    source = _profiled_direction(replicates, dim, generator, scale)
+    nu = torch.randn(replicates, dim, generator=generator, dtype=torch.float64)
+    if scale is not None:
+        nu = scale * nu
+    nu = nu - (nu * source).sum(-1, keepdim=True) * source
+    if scale is not None:
+        # a second pass: a concentrated profile can leave an O(eps |nu . beta_s|) overlap
+        nu = nu - (nu * source).sum(-1, keepdim=True) * source
+    nu = nu / nu.norm(dim=-1, keepdim=True)
+    target = math.cos(theta) * source + math.sin(theta) * nu
+    return Teachers(source=source, target=target)
+
+
+def make_multi_source_teachers(
+    replicates: int, dim: int, theta: float, tasks: int, generator: torch.Generator, profile=None
+) -> Teachers:
+    """A unit target teacher and ``k = tasks`` unit source teachers, each at angle
+    ``theta`` to it and otherwise independent (float64, CPU).
+
+    ``beta_t = sqrt(p) g / |sqrt(p) g|`` is drawn first; then ``xi_1, ..., xi_k`` from
+    independent ``sqrt(p) g_j`` by Gram-Schmidt against ``beta_t`` and the previous
+    ``xi`` (orthonormal, orthogonal to ``beta_t``); ``beta_s^(j) = cos(theta) beta_t +
+    sin(theta) xi_j``.  So ``beta_s^(i) . beta_s^(j) = cos^2 theta`` for ``i != j``, and
+    the part of ``beta_t`` outside ``span B_s`` has squared norm ``sin^2 theta / (sin^2
+    theta + k cos^2 theta)`` (the Gram matrix of the sources is ``cos^2 theta 1 1^T +
+    sin^2 theta I``).  ``source`` has shape ``(R, d, k)``.  ``profile=None``: isotropic.
+    """
+    if isinstance(tasks, bool) or int(tasks) != tasks or tasks < 1:
+        raise ValueError(f"k must be an integer >= 1 (got k = {tasks!r})")
+    tasks = int(tasks)
+    if dim < tasks + 1:
+        raise ValueError(f"k must be <= d - 1 = {dim - 1} (k source directions orthogonal to the target; "
+                         f"got k = {tasks})")
+    scale = None if profile is None else check_profile(profile, dim, support=tasks + 1).sqrt()
+    target = _profiled_direction(replicates, dim, generator, scale)
+    basis = [target]
+    for _ in range(tasks):
+        basis.append(_profiled_direction(replicates, dim, generator, scale, against=tuple(basis)))
+    xi = torch.stack(basis[1:], dim=-1)  # (R, d, k)
+    source = math.cos(theta) * target.unsqueeze(-1) + math.sin(theta) * xi
+    return Teachers(source=source, target=target)
+
+
 def _statistics(design: torch.Tensor, labels: torch.Tensor, keep_design: bool) -> RegressionData:
     """Sufficient statistics, minimum-norm minimiser and top curvature (float64)."""
     n = design.shape[-2]
@@ -129,10 +251,14 @@ def sample_regression(
     generator: torch.Generator,
     *,
     keep_design: bool = True,
+    covariance=None,
 ) -> RegressionData:
     """Gaussian design ``X`` (``n_samples x d`` per replicate), ``y = X beta + noise``.
 
     Drawn in float64 on the CPU so the numbers do not depend on the device.
+    ``covariance``: the eigenvalues ``lambda`` of the input covariance ``diag(lambda)``
+    (``None``: the identity); the design is ``X = Z diag(sqrt(lambda))`` with ``Z`` the
+    standard Gaussian matrix drawn as for the identity (the same draws, in the same order).
     """
     if n_samples < 1:
         raise ValueError(f"n_samples must be an integer >= 1 (got {n_samples})")
@@ -140,18 +266,38 @@ def sample_regression(
         raise ValueError(f"noise_std must be >= 0 (got {noise_std})")
     replicates, dim = teacher.shape
     design = torch.randn(replicates, n_samples, dim, generator=generator, dtype=torch.float64)
+    if covariance is not None:
+        design = design * check_covariance(covariance, dim).sqrt()
     noise = torch.randn(replicates, n_samples, generator=generator, dtype=torch.float64)
     labels = (design @ teacher.unsqueeze(-1)).squeeze(-1) + noise_std * noise
     return _statistics(design, labels, keep_design)
 
 
-def population_data(teacher: torch.Tensor) -> RegressionData:
-    """The population loss ``|beta - teacher|^2`` (unit input covariance, noise dropped).
+def population_data(teacher: torch.Tensor, covariance=None) -> RegressionData:
+    """The population loss ``|beta - teacher|^2`` (unit input covariance, noise dropped),
+    or ``(beta - teacher)^T Sigma (beta - teacher)`` for ``covariance = lambda``
+    (``Sigma = diag(lambda)``).
 
     Label noise only adds the constant ``sigma^2`` to the population loss, which
-    changes no gradient, so it is left out.
+    changes no gradient, so it is left out.  With a covariance the statistics are
+    ``Sxx = Sigma`` (dense, one copy per replicate), ``Sxy = Sigma teacher``, minimiser
+    ``teacher`` (``Sigma`` is positive definite: the minimiser is unique, so no
+    projector), top eigenvalue ``max lambda``; both solvers then apply unchanged (the
+    whitened problem of a full-rank ``Sxx`` is ``|beta - teacher|^2``).
     """
     replicates = teacher.shape[0]
+    if covariance is not None:
+        lam = check_covariance(covariance, teacher.shape[-1]).to(teacher.dtype)
+        sxy = lam * teacher
+        return RegressionData(
+            sxx=torch.diag(lam).expand(replicates, -1, -1).clone(),
+            sxy=sxy,
+            yy=(teacher * sxy).sum(-1),
+            minimiser=teacher,
+            min_loss=torch.zeros(replicates, dtype=teacher.dtype),
+            top_eigenvalue=torch.full((replicates,), float(lam.max()), dtype=teacher.dtype),
+            n_samples=0,
+        )
     return RegressionData(
         sxx=None,
         sxy=teacher,
@@ -207,8 +353,13 @@ def to_device(data: RegressionData, device: torch.device | str, dtype: torch.dty
     )
 
 
-def risk(beta: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+def risk(beta: torch.Tensor, teacher: torch.Tensor, covariance=None) -> torch.Tensor:
     """Noise-free generalisation error ``|beta - beta_t|^2`` per replicate (exact, since
-    ``x ~ N(0, I)``: ``E (beta.x - beta_t.x)^2 = |beta - beta_t|^2``)."""
+    ``x ~ N(0, I)``: ``E (beta.x - beta_t.x)^2 = |beta - beta_t|^2``); with
+    ``covariance = lambda`` the excess test error ``(beta - beta_t)^T Sigma (beta -
+    beta_t)``, ``Sigma = diag(lambda)`` (``E (beta.x - beta_t.x)^2`` for ``x ~ N(0,
+    Sigma)``)."""
     diff = beta.to(torch.float64).cpu() - teacher.to(torch.float64).cpu()
-    return (diff * diff).sum(-1)
+    if covariance is None:
+        return (diff * diff).sum(-1)
+    return (diff * diff * check_covariance(covariance, diff.shape[-1])).sum(-1)

@@ -84,6 +84,38 @@ class ReluPhaseGrid:
             raise ValueError(f"method must be one of {sorted(METHODS)} (got {method!r})")
         return self.risk_scratch[None, :, :] - getattr(self, METHODS[method])
 
+    def dataset(self):
+        """The labelled form (``xarray.Dataset``, dimensions ``mu``, ``n``, ``replicate``),
+        with the variable names of the deep-linear simulations: ``risk_sc``, ``risk_lt``,
+        ``risk_ft`` and the paired ``T_lt``, ``T_ft``; the run diagnostics beside them;
+        ``settings`` as attributes."""
+        import xarray as xr
+
+        mu, n, rep = "mu", "n", "replicate"
+        variables = {
+            "risk_sc": ((n, rep), self.risk_scratch),
+            "risk_lt": ((mu, n, rep), self.risk_linear_transfer),
+            "risk_ft": ((mu, n, rep), self.risk_fine_tune),
+            "T_lt": ((mu, n, rep), self.transferability("lt")),
+            "T_ft": ((mu, n, rep), self.transferability("ft")),
+            "rank_lt": ((mu, n, rep), self.lt_rank),
+            "converged_ft": ((mu, n, rep), self.fine_tune_converged),
+            "steps_ft": ((mu, n, rep), self.fine_tune_steps),
+            "converged_sc": ((n, rep), self.scratch_converged),
+            "steps_sc": ((n, rep), self.scratch_steps),
+            "overlap": ((mu, rep), self.overlap),
+            "source_risk": ((mu, rep), self.source_risk),
+            "converged_pre": ((mu, rep), self.pretrain_converged),
+            "steps_pre": ((mu, rep), self.pretrain_steps),
+            "target_norm": ((rep,), self.target_norm),
+        }
+        attrs = {key: value for key, value in self.settings.items() if isinstance(value, (int, float, str))}
+        return xr.Dataset(
+            {name: (dims, np.asarray(values)) for name, (dims, values) in variables.items()},
+            coords={mu: np.asarray(self.mus), n: np.asarray(self.n_values), rep: np.arange(self.replicates)},
+            attrs={**attrs, "seconds": float(self.seconds)},
+        )
+
     def arrays(self) -> dict[str, np.ndarray]:
         """The numeric fields (all but ``settings``), for saving."""
         return {k: np.asarray(v) for k, v in vars(self).items() if k != "settings"}

@@ -81,6 +81,27 @@ class RidgeBaseline:
         """``T_lt = R_sc - R_lt`` against the minimum-norm scratch model, per replicate."""
         return self.min_norm_risks - self.lt_risks
 
+    def dataset(self):
+        """The labelled form (``xarray.Dataset``, dimensions ``replicate`` and ``lam``), with
+        the variable names of the deep-linear simulations: ``risk_sc`` (min-norm),
+        ``risk_lt``, ``T_lt``; and ``risk_ridge`` over the grid, ``risk_ridge_best`` and
+        ``T_lt_tuned`` at the grid point of smallest mean risk (attribute ``best_lam``)."""
+        import xarray as xr
+
+        per_replicate = ("replicate",)
+        return xr.Dataset(
+            {
+                "risk_ridge": (("replicate", "lam"), self.risks),
+                "risk_sc": (per_replicate, self.min_norm_risks),
+                "risk_lt": (per_replicate, self.lt_risks),
+                "T_lt": (per_replicate, self.transferability_min_norm),
+                "risk_ridge_best": (per_replicate, self.best_risks),
+                "T_lt_tuned": (per_replicate, self.transferability_tuned),
+            },
+            coords={"lam": self.lams, "replicate": np.arange(self.risks.shape[0])},
+            attrs={"n": np.int32(self.n_samples), "d": np.int32(self.dim), "best_lam": self.best_lam},
+        )
+
 
 def default_lam_grid(size: int = 81, low: float = 1e-3, high: float = 10.0) -> np.ndarray:
     """Log-spaced ridge grid; 81 points over four decades is a ratio of about 1.12."""

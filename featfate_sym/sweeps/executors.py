@@ -18,39 +18,105 @@ for one simulation per core).
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from featfate_sym.sweeps.grid import Cell
 
-__all__ = ["CellFunction", "simulation_cell", "whitened_simulation_cell", "SOLVER_CELLS", "cell_function_name", "run_in_process", "run_in_processes", "run_on_dask"]
+__all__ = ["CellFunction", "SimulationCell", "simulation_cell", "whitened_simulation_cell", "SOLVER_CELLS", "cell_function_name", "run_in_process", "run_in_processes", "run_on_dask"]
 
 #: ``cell_function(params, *, replicates, seed, device, dtype) -> {name: array (replicates,)}``
 CellFunction = Callable[..., dict]
 
 
-def simulation_cell(params: dict, *, replicates: int, seed: int, device: str = "cpu", dtype: str = "float64") -> dict:
-    """:func:`featfate_sym.simulation.run_cell`, imported when first called (so that
-    building and checking a sweep does not import Torch)."""
-    from featfate_sym.simulation import run_cell
+@dataclass(frozen=True)
+class SimulationCell:
+    """The Torch simulation of one cell, :func:`featfate_sym.simulation.run_cell`, with
+    its settings: the training ``solver``; the ``protocols`` it runs (names, as
+    :func:`featfate_sym.protocols.get` reads them; ``None``: the paper's scratch, linear
+    transfer and fine-tuning, or scratch and linear transfer for ``k > 1``); the input
+    ``spectrum`` and the ``teachers``' energy profile as text
+    (:func:`featfate_sym.spectra.parse_spectrum`, :func:`~featfate_sym.spectra.parse_teachers`;
+    ``None``: isotropic, uniform), built at each cell's ``d``; and ``k`` source tasks.
 
-    return run_cell(params, replicates=replicates, seed=seed, device=device, dtype=dtype)
+    A picklable value, so it travels to worker processes and Dask workers; its
+    :attr:`name` holds every setting and is recorded with the sweep, so a sweep resumed
+    with other settings is refused rather than mixed.  Torch is imported when first called
+    (building and checking a sweep does not import it).  Bad settings raise ``ValueError``
+    when the cell function is made."""
+
+    solver: str = "gd"
+    protocols: tuple[str, ...] | None = None
+    spectrum: str | None = None
+    teachers: str | None = None
+    k: int = 1
+
+    def __post_init__(self):
+        from featfate_sym import parameters, spectra
+
+        if self.solver not in ("gd", "whitened"):
+            raise ValueError(f"solver must be gd or whitened (got {self.solver!r})")
+        object.__setattr__(self, "k", parameters.scalar(parameters.k, self.k))
+        if self.spectrum is not None:
+            spectra.parse_spectrum(self.spectrum)
+        if self.teachers is not None:
+            spectra.parse_teachers(self.teachers)
+        if self.protocols is not None:
+            from featfate_sym import protocols as table
+
+            names = tuple(table.get(name).name for name in self.protocols)  # unknown names raise
+            if not names:
+                raise ValueError("protocols must name at least one protocol")
+            if len(set(names)) != len(names):
+                raise ValueError(f"protocols must not repeat a protocol (got {', '.join(self.protocols)})")
+            object.__setattr__(self, "protocols", None if names == table.PAPER and self.k == 1 else names)
+
+    def inputs(self, dim: int):
+        """``(covariance, profile)`` at input dimension ``dim`` (``None`` for isotropic
+        inputs / uniform teachers), :func:`featfate_sym.spectra.spectrum_arrays`."""
+        from featfate_sym import spectra
+
+        if self.spectrum is None and self.teachers is None:
+            return None, None
+        spectrum = None if self.spectrum is None else spectra.parse_spectrum(self.spectrum)
+        teachers = ("uniform", math.nan) if self.teachers is None else spectra.parse_teachers(self.teachers)
+        return spectra.spectrum_arrays(spectrum, teachers, int(dim))
+
+    def __call__(self, params: dict, *, replicates: int, seed: int, device: str = "cpu",
+                 dtype: str = "float64") -> dict:
+        from featfate_sym.simulation import run_cell
+
+        extra = {}
+        if self.spectrum is not None or self.teachers is not None or self.k != 1:
+            covariance, profile = self.inputs(params["d"])
+            extra = dict(covariance=covariance, profile=profile, source_tasks=self.k)
+        return run_cell(params, replicates=replicates, seed=seed, device=device, dtype=dtype,
+                        solver=None if self.solver == "gd" else self.solver, protocols=self.protocols, **extra)
+
+    @property
+    def name(self) -> str:
+        """The recorded name: for the paper's settings the one earlier sweeps recorded."""
+        options = [] if self.solver == "gd" else [f"solver='{self.solver}'"]
+        if self.protocols is not None:
+            options.append(f"protocols={list(self.protocols)!r}")
+        options += [f"spectrum={self.spectrum!r}"] if self.spectrum is not None else []
+        options += [f"teachers={self.teachers!r}"] if self.teachers is not None else []
+        options += [f"source_tasks={self.k}"] if self.k != 1 else []
+        text = "featfate_sym.simulation.run_cell"
+        return f"{text}({', '.join(options)})" if options else text
 
 
-def whitened_simulation_cell(
-    params: dict, *, replicates: int, seed: int, device: str = "cpu", dtype: str = "float64"
-) -> dict:
-    """:func:`simulation_cell` with the ``whitened`` solver (same end points, steps
-    independent of the conditioning of ``X^T X / n``; see
-    :mod:`featfate_sym.simulation.deep_linear`)."""
-    from featfate_sym.simulation import run_cell
-
-    return run_cell(params, replicates=replicates, seed=seed, device=device, dtype=dtype, solver="whitened")
-
+#: the paper's protocols with gradient descent on the empirical loss
+simulation_cell = SimulationCell("gd")
+#: the same with the ``whitened`` solver (same end points, steps independent of the
+#: conditioning of ``X^T X / n``; see :mod:`featfate_sym.simulation.deep_linear`)
+whitened_simulation_cell = SimulationCell("whitened")
 
 #: the simulation cell function of each training solver
 SOLVER_CELLS = {"gd": simulation_cell, "whitened": whitened_simulation_cell}
@@ -58,10 +124,8 @@ SOLVER_CELLS = {"gd": simulation_cell, "whitened": whitened_simulation_cell}
 
 def cell_function_name(function: CellFunction) -> str:
     """The importable name of a cell function (recorded with the sweep)."""
-    if function is simulation_cell:
-        return "featfate_sym.simulation.run_cell"
-    if function is whitened_simulation_cell:
-        return "featfate_sym.simulation.run_cell(solver='whitened')"
+    if isinstance(function, SimulationCell):
+        return function.name
     return f"{function.__module__}.{function.__qualname__}"
 
 

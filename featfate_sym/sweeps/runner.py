@@ -26,6 +26,7 @@ import xarray as xr
 from featfate_sym.sweeps import storage
 from featfate_sym.sweeps.executors import (
     CellFunction,
+    SimulationCell,
     cell_function_name,
     run_in_process,
     run_in_processes,
@@ -87,6 +88,7 @@ def run_sweep(
     overwrite: bool = False,
     progress: bool = False,
     command_line: str | None = None,
+    protocols=None,
 ) -> SweepReport:
     """Run (or resume) the sweep ``grid`` into the directory ``out``.
 
@@ -96,6 +98,9 @@ def run_sweep(
     ``os.cpu_count()``; 1 runs in this process); ``scheduler``: a Dask scheduler address
     or ``Client`` (then ``workers`` is ignored).  ``progress``: show a progress bar on
     standard error.  ``command_line``: recorded in the dataset (default ``sys.argv``).
+    ``protocols``: the protocols the default cell function runs (names such as
+    ``"fine_tune[1]"``; default the paper's three); recorded with the sweep, so a resume
+    with other protocols is refused.  Give it or ``cell_function``, not both.
 
     Raises ``ValueError`` for bad settings (``out`` an existing file, too),
     :class:`storage.SweepMismatchError` for an output directory holding another sweep,
@@ -110,7 +115,12 @@ def run_sweep(
         workers = os.cpu_count() or 1
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1 (got {workers!r})")
-    function = simulation_cell if cell_function is None else cell_function
+    if protocols is not None:
+        if cell_function is not None:
+            raise ValueError("give protocols or cell_function, not both (a SimulationCell takes protocols)")
+        function = SimulationCell(protocols=tuple(protocols))
+    else:
+        function = simulation_cell if cell_function is None else cell_function
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out must be a directory (got {str(out)!r}, an existing file)")
@@ -118,6 +128,15 @@ def run_sweep(
     with storage.sweep_lock(out):
         return _run_locked(grid, out, function, dtype, device, workers, scheduler, overwrite, progress,
                            command_line, started)
+
+
+def _protocol_attrs(function) -> dict:
+    """The protocols a simulation cell runs (what its ``risk_*``/``T_*`` variables are)."""
+    if not isinstance(function, SimulationCell):
+        return {}
+    from featfate_sym import protocols as table
+
+    return {"protocols": ",".join(function.protocols or table.PAPER)}
 
 
 def _run_locked(grid, out, function, dtype, device, workers, scheduler, overwrite, progress, command_line, started):
@@ -180,6 +199,7 @@ def _run_locked(grid, out, function, dtype, device, workers, scheduler, overwrit
         "dtype": dtype,
         "device": device,
         "cell_function": settings["cell_function"],
+        **_protocol_attrs(function),
         "sweep": describe_json(description),
         "encoding": "netCDF3; bool outputs as int8 0/1 (flag_values), integer outputs as int32; source_dtype records the original type",
         **storage.provenance(command_line),

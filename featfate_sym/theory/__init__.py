@@ -19,6 +19,8 @@ _FAMILY_MODULES = (
     "relu",
     "classification",
     "finite_step",
+    "anisotropic",
+    "multi_source",
 )
 
 for _name in _FAMILY_MODULES:

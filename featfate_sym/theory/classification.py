@@ -619,3 +619,154 @@ def ft_transferability() -> Derivation:
         Step("gamma >= 1: fine-tuning equals scratch, T = 0", expr),
     ]
     return Derivation(expr, steps=steps)
+
+
+# -- fine-tuning at any depth: the balanced-flow null-space scale ---------------------------------
+#: the null-space scale of the balanced-flow end point, ``|beta_ft| = |beta_s| c^L``
+_C = sp.Symbol("c", positive=True)
+_DEPTH = parameters.L
+_L = _DEPTH.symbol
+
+
+@functools.lru_cache(maxsize=1)
+def _fine_tuning_exact() -> dict:
+    """The end point of balanced gradient flow from the pretrained network, any depth.
+
+    The null-space part obeys the invariant of ``dln.balanced_flow``,
+    ``dlog|beta_N|/dlog|beta| = (L-1)/L``; integrated from the pretrained state
+    (``|beta| = |beta_s|``, ``|beta_N| = |(I-P) beta_s|``) to ``|beta_ft| = |beta_s| c^L`` it
+    gives ``(I-P) beta_ft = c^(L-1) (I-P) beta_s`` (the direction is kept), while
+    ``P beta_ft = X^+ y``; Pythagoras gives the root equation of ``c``.
+    """
+    sc, ft = _scratch(), _fine_tuning()
+    exponent = get("dln.balanced_flow").extras["null_space_exponent"]
+    log_norm = sp.Symbol("ell", real=True)  # log(|beta| / |beta_s|)
+    scale = sp.exp(sp.integrate(exponent.subs(parameters.L.symbol, _L), (log_norm, 0, _L * sp.log(_C))))
+    scale = sp.powdenest(sp.expand_log(scale, force=True), force=True)
+    if scale != _C ** (_L - 1):
+        raise ArithmeticError(f"the null-space factor is not c^(L-1): {scale}")
+    norm_bs = ft["norm_bs"]
+    # a = |(I-P) beta_s|^2 / |beta_s|^2 and b = |X^+ y|^2 / |beta_s|^2 in the limit
+    a_lim = sp.factor(sp.cos(theta) ** 2 * ft["alpha"] + sp.sin(theta) ** 2 * ft["beta_perp"])
+    b_lim = sp.factor(sp.simplify(sc["norm2_under"] / norm_bs**2))
+    equation = sp.expand(_C ** (2 * _L) - a_lim * scale**2 - b_lim)
+    overlap = m * (sc["w_under"] + scale * norm_bs * sp.cos(theta) * ft["alpha"])
+    # |w| from Pythagoras, |w|^2 = |X^+ y|^2 + c^(2L-2) |(I-P) beta_s|^2 (= |beta_s|^2 c^(2L)
+    # on the root): written without c^L, so that one layer (c^0 = 1) needs no root at all
+    margin = overlap / (norm_bs * sp.sqrt(b_lim + a_lim * scale**2))
+    return {"scale": scale, "a": a_lim, "b": b_lim, "equation": equation, "overlap": overlap,
+            "margin": margin, "exponent": exponent}
+
+
+def _ft_exact_root(parts: dict):
+    """The root ``c`` and, for the evaluators, the same quantity in ``ell_c = log(c^2 - a)``
+    (no power of ``c`` whose exponent grows with ``L``): ``c^(2L-2) (c^2 - a) = b`` gives
+    ``c^(L-1) = sqrt(b) e^(-ell/2)``."""
+    from featfate_sym.registry import ImplicitRoot, NumericForm
+    from featfate_sym.symbols import ell_c
+
+    a_lim, b_lim = parts["a"], parts["b"]
+    bracket = (sp.sqrt(a_lim), sp.sqrt(a_lim + b_lim ** (1 / _L) + 1))
+    root = ImplicitRoot(_C, parts["equation"], bracket,
+                        "null-space scale: positive root of c^(2L) - a c^(2L-2) - b, gamma < 1", where=gamma < 1)
+    x = a_lim + sp.exp(ell_c)
+    log_eq = ell_c + (_L - 1) * sp.log(x) - sp.log(b_lim)
+    top = b_lim ** (1 / _L) + 1
+    log_root = ImplicitRoot(ell_c, log_eq, (sp.log(b_lim) - (_L - 1) * sp.log(a_lim + top), sp.log(top)),
+                            "log(c^2 - a): root of ell + (L-1) log(a + e^ell) - log b, gamma < 1", where=gamma < 1)
+    scale_num = sp.sqrt(b_lim) * sp.exp(-ell_c / 2)  # c^(L-1)
+    margin_num = parts["margin"].subs(parts["scale"] ** 2, scale_num**2).subs(parts["scale"], scale_num)
+    if margin_num.has(_C):
+        raise ArithmeticError("the margin is not a function of c^(L-1) alone")
+    # the same identity, checked: on the root, (c^(L-1))^2 (c^2 - a) = b
+    if sp.simplify((scale_num**2 * (x - a_lim)) - b_lim) != 0:
+        raise ArithmeticError("the logarithmic root equation does not encode c^(2L-2)(c^2 - a) = b")
+    return root, log_root, margin_num, NumericForm
+
+
+_FT_EXACT_NOTES = (
+    "Balanced gradient flow from the pretrained network (small pretraining initialisation): "
+    "P beta -> X^+ y and the null-space part keeps its direction with |(I-P) beta_ft| = "
+    "c^(L-1) |(I-P) beta_s|, |beta_ft| = |beta_s| c^L (the invariant of dln.balanced_flow "
+    "integrated from |beta| = |beta_s|); c is the positive root of c^(2L) - a c^(2L-2) - b = 0, "
+    "a = |(I-P) beta_s|^2/|beta_s|^2 -> cos^2(theta) alpha + sin^2(theta) (1 - gamma), b = "
+    "|X^+ y|^2/|beta_s|^2 (the same root equation as ft.transferability_exact, with this task's "
+    "a and b; unique root in [sqrt(a), sqrt(a + b^(1/L) + 1)], the polynomial being increasing "
+    "and convex in c^2 on [a, oo)). L = 1 is clf.ft.error (linear flow: c^2 = a + b). "
+    "gamma >= 1: P = I, fine-tuning is scratch; gamma = 1 is 1/2, the limit (checked numerically: "
+    "b -> oo, so the null-space share c^(L-1) alpha/c^L -> 0 and the margin tends to scratch's, 0). "
+    "The evaluators solve for ell_c = log(c^2 - a) (no c^(2L))."
+)
+
+
+@register(
+    "clf.ft.error_exact",
+    title="Test error of fine-tuning a deep linear network (balanced flow, any depth), Gaussian mixture",
+    family=_FAMILY,
+    params=[_GAMMA, _THETA, _M, _DEPTH],
+    regime=_REGIME + "; fine-tuning all layers of the balanced pretrained network by gradient flow",
+    status=Status(Source.DERIVED, Exactness.EXACT,
+                  verified="root equation shared with ft.transferability_exact; L = 1 equals clf.ft.error"),
+    reference=_PAPER + " (Thm 3.9 with the null-space scale c, SPEC section 2); " + _LEMMAS,
+    notes=_FT_EXACT_NOTES,
+    special_cases=[
+        SpecialCase("one layer is the c = 1 form", "clf.ft.error", {_L: 1, gamma: sp.Rational(1, 3), theta: 1, m: 2}),
+        SpecialCase("gamma > 1: fine-tuning is scratch", "clf.scratch.error", {gamma: 3, theta: 1, m: 2, _L: 3}),
+    ],
+    singular="gamma = 1: error 1/2 (the limit from both sides)",
+)
+def ft_error_exact() -> Derivation:
+    from featfate_sym.registry import NumericForm
+
+    parts = _fine_tuning_exact()
+    root, log_root, margin_num, _ = _ft_exact_root(parts)
+    sc = get("clf.scratch.error").expr
+    over = _branch(sc, gamma > 1)
+    expr = sp.Piecewise((error_of_margin(parts["margin"]), gamma < 1), (over, gamma > 1), (sp.Rational(1, 2), True))
+    numeric = sp.Piecewise((error_of_margin(margin_num), gamma < 1), (over, gamma > 1), (sp.Rational(1, 2), True))
+    steps = [
+        Step("balanced flow: dlog|beta_N| / dlog|beta| (dln.balanced_flow)", parts["exponent"]),
+        Step("integrated from |beta| = |beta_s| to |beta_s| c^L: the null-space factor", parts["scale"]),
+        Step("a = |(I-P) beta_s|^2 / |beta_s|^2 in the limit (alpha along mu_t, 1 - gamma across)", parts["a"]),
+        Step("b = |X^+ y|^2 / |beta_s|^2 in the limit", parts["b"]),
+        Step("|beta_ft|^2 = |X^+ y|^2 + c^(2L-2) |(I-P) beta_s|^2, divided by |beta_s|^2", sp.Eq(parts["equation"], 0)),
+        Step("w . mu_t = m (w_par + c^(L-1) |beta_s| cos(theta) alpha)", parts["overlap"]),
+        Step("margin w . mu_t / |w|, |w|^2 = |beta_s|^2 (b + a c^(2L-2))", parts["margin"]),
+        Step("error (Piecewise: gamma > 1 is scratch; gamma = 1 the limit 1/2)", expr),
+        Step("for the evaluators: c^(L-1) = sqrt(b) e^(-ell/2), ell = log(c^2 - a)", margin_num),
+    ]
+    extras = {"a": parts["a"], "b": parts["b"], "root_equation": parts["equation"], "margin_under": parts["margin"]}
+    return Derivation(expr, steps=steps, extras=extras, implicit=[root],
+                      numeric=NumericForm(numeric, [log_root], "in ell_c = log(c^2 - a): no power of c that grows with L"))
+
+
+@register(
+    "clf.ft.transferability_exact",
+    title="Transferability of fine-tuning a deep linear network (balanced flow, any depth), Gaussian mixture",
+    family=_FAMILY,
+    params=[_GAMMA, _THETA, _M, _DEPTH],
+    regime=_REGIME + "; T = error(scratch) - error(fine-tuning, balanced-flow end point)",
+    status=Status(Source.DERIVED, Exactness.EXACT,
+                  verified="root equation shared with ft.transferability_exact; L = 1 equals clf.ft.transferability"),
+    reference=_PAPER + " (Thm 3.9 with the null-space scale c); " + _LEMMAS,
+    notes=_FT_EXACT_NOTES + " T = 0 for gamma >= 1.",
+    special_cases=[
+        SpecialCase("one layer is the c = 1 form", "clf.ft.transferability",
+                    {_L: 1, gamma: sp.Rational(1, 2), theta: sp.pi / 3, m: 1}),
+        SpecialCase("gamma > 1: T = 0", sp.Integer(0), {gamma: 2, _L: 2}),
+    ],
+    singular="none: finite everywhere; 0 for gamma >= 1",
+)
+def ft_transferability_exact() -> Derivation:
+    from featfate_sym.registry import NumericForm
+
+    parts = _fine_tuning_exact()
+    root, log_root, margin_num, _ = _ft_exact_root(parts)
+    sc_under = _branch(get("clf.scratch.error").expr, gamma < 1)
+    value = sc_under - error_of_margin(parts["margin"])
+    expr = sp.Piecewise((value, gamma < 1), (sp.Integer(0), True))
+    numeric = sp.Piecewise((sc_under - error_of_margin(margin_num), gamma < 1), (sp.Integer(0), True))
+    steps = [Step("T = error_sc - error_ft, gamma < 1 (clf.ft.error_exact)", value),
+             Step("gamma >= 1: fine-tuning equals scratch, T = 0", expr)]
+    return Derivation(expr, steps=steps, implicit=[root],
+                      numeric=NumericForm(numeric, [log_root], "in ell_c = log(c^2 - a)"))

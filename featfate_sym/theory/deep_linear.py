@@ -300,7 +300,9 @@ def _balanced_coefficients(depth: int):
     velocity = [-sp.diff((g.T * beta)[0, 0], e) for e in entries]  # dW/dt = -G, entrywise
     jacobian = beta.jacobian(entries)
     point = {e: v for w, bw in zip(generic, weights) for e, v in zip(w, bw.subs(solved))}
-    rate = (jacobian * sp.Matrix(velocity)).subs(point)
+    # xreplace: every weight symbol at once by its balanced value (subs would also try to
+    # match each of them inside the others' values, which hold none of them)
+    rate = (jacobian * sp.Matrix(velocity)).xreplace(point)
     perp = sp.Matrix([-units[0][1], units[0][0]])
     along = _on_circle((units[0].T * rate)[0, 0], pairs)
     across = _on_circle((perp.T * rate)[0, 0], pairs)
@@ -517,7 +519,12 @@ def _antiderivative(integrand: sp.Expr, var: sp.Symbol) -> sp.Expr:
 
     Not simplified afterwards: ``simplify`` would expand the hypergeometric back.
     """
-    out = sp.integrate(integrand, var)
+    # heurisch=False: the heuristic Risch-Norman search finds no antiderivative of
+    # u^(-p)/(s - u) and only costs time; SymPy then integrates through Meijer
+    # G-functions (the Lerch transcendent below) or, at a fixed depth, by partial
+    # fractions, the same results.  With the depth a symbol the power u^(-p) is not
+    # elementary over Q(u), outside the Risch algorithm: risch=False skips that attempt
+    out = sp.integrate(integrand, var, heurisch=False, risch=False if integrand.has(L) else None)
     # exp_polar(2 i pi) marks a winding around 0; the arguments used here lie in (0, 1),
     # inside the disc where lerchphi(., 1, a) is single-valued, so it is 1
     out = out.replace(sp.exp_polar, sp.exp)

@@ -74,6 +74,13 @@ def teachers() -> tuple[sp.Matrix, sp.Matrix]:
 
 def null_space_mean(u: sp.Matrix, v: sp.Matrix, p: sp.Expr) -> sp.Expr:
     """``E <(I-P) u, (I-P) v> = u^T (I - E P) v`` for fixed ``u, v`` (``(I-P)^2 = I-P``)."""
+    # immutable copies, so that the memoised form below is shared by every builder that
+    # asks for the same vectors (E|(I-P) beta_t|^2 is needed by most of them)
+    return _null_space_mean(sp.ImmutableMatrix(u), sp.ImmutableMatrix(v), p)
+
+
+@memo
+def _null_space_mean(u: sp.ImmutableMatrix, v: sp.ImmutableMatrix, p: sp.Expr) -> sp.Expr:
     return sp.simplify((u.T * (sp.eye(2) - p * sp.eye(2)) * v)[0, 0])
 
 

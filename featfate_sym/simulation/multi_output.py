@@ -1,0 +1,195 @@
+"""Pretraining of a deep linear network with ``k`` outputs on ``k`` source tasks at once,
+batched over replicates.
+
+Model (SPEC section 5, "k features, many sources": multi-task pretraining of a shared
+trunk).  Network ``f(x) = x^T W_1 ... W_L`` with ``W_l`` of shape ``(d_{l-1}, d_l)``,
+``d_0 = d``, hidden widths ``m`` and a readout ``W_L`` of shape ``(m, k)``; end-to-end
+matrix ``B = W_1 ... W_L`` (``d x k``, column ``j`` the predictor of source task ``j``).
+Loss: the population source loss summed over the tasks,
+
+    ``Loss(B) = tr((B - B_s)^T Sigma (B - B_s))``,
+
+``B_s`` the ``d x k`` source teachers (:func:`featfate_sym.simulation.tasks.
+make_multi_source_teachers`), ``Sigma = diag(lambda)`` (identity by default).  Its
+gradient is ``G = 2 Sigma (B - B_s)`` and the layer gradients are ``W_{<l}^T G
+W_{>l}^T`` (rank at most ``k``).  ``Sigma`` is positive definite, so ``B_s`` is the only
+minimiser and ``Loss(B)`` is the excess loss, computed without cancellation.
+
+Training: gradient descent from a small initialisation (``W_l = alpha Wbar_l``, entries
+``N(0, 1/d_{l-1})`` for the hidden layers and ``N(0, 1)`` for the readout, as the
+single-output engine; balanced up to ``O(alpha^2)``).  Step: ``eta = step_scale / H``
+per replicate and step, with ``H`` the curvature bound of
+:mod:`featfate_sym.simulation.training` (``2 lambda_max sum_l prod_{j != l} s_j^2 + |G|_F
+max_l sum_{k != l} prod_{j != l,k} s_j``, ``s_j = ||W_j||_F``); its derivation bounds
+operator norms by Frobenius norms and holds for a matrix output word for word.
+Convergence criterion: a replicate has converged when its excess loss is at most
+``tol`` (``EngineOptions.pretrain_tol``, 1e-12 in float64), checked every
+``check_every`` steps; it is then frozen.  ``converged`` reports it; non-finite values or
+an excess growing above twice its best value raise
+:class:`~featfate_sym.simulation.training.DivergenceError`.  ``solver="whitened"``
+descends ``|B - B_s|_F^2`` instead (the gradient preconditioned by ``Sigma^{-1}``: same
+unique minimiser) to ``tol / max(1, lambda_max)``, and reports the loss of the original
+problem, as the single-output engine does.
+
+Features.  From small initialisation the trunk ``W_1 ... W_{L-1}`` learns the column
+space of ``B_s`` (its ``k`` singular values grow to ``O(1)``, the others stay
+``O(alpha)``), so the rank rule of :mod:`featfate_sym.simulation.readout` keeps the
+``k`` learned directions and linear transfer is the least-squares fit of the target on
+the features ``X Q`` (``Q`` an orthonormal basis of ``span B_s``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from featfate_sym.simulation import tasks
+from featfate_sym.simulation.training import DescentResult, DivergenceError, _bound_masks, _hessian_bound
+
+__all__ = ["MultiSourcePopulation", "population", "small_init", "end_to_end", "pretrain"]
+
+
+@dataclass(frozen=True)
+class MultiSourcePopulation:
+    """The population loss of ``k`` source tasks: teachers ``(R, d, k)`` and the
+    covariance eigenvalues ``(d,)`` (``None``: the identity)."""
+
+    teachers: torch.Tensor
+    covariance: torch.Tensor | None = None
+
+    @property
+    def tasks(self) -> int:
+        return int(self.teachers.shape[-1])
+
+
+def population(teachers: torch.Tensor, covariance=None) -> MultiSourcePopulation:
+    """The population source loss of the source teachers ``teachers`` (``(R, d, k)``)."""
+    if teachers.dim() != 3:
+        raise ValueError(f"teachers must have shape (R, d, k) (got {tuple(teachers.shape)})")
+    lam = None if covariance is None else tasks.check_covariance(covariance, teachers.shape[1])
+    return MultiSourcePopulation(teachers.to(torch.float64), lam)
+
+
+def small_init(replicates: int, dim: int, depth: int, outputs: int, generator: torch.Generator, *,
+               width: int | None = None, scale: float = 1e-5) -> list[torch.Tensor]:
+    """Small initialisation of a ``k = outputs``-output network (float64, CPU): hidden
+    layers ``alpha N(0, 1/d_{l-1})``, readout ``(m, k)`` with entries ``alpha N(0, 1)``."""
+    if depth < 1:
+        raise ValueError(f"L must be an integer >= 1 (got {depth})")
+    width = dim if width is None else width
+    if depth >= 2 and width < outputs:
+        raise ValueError(f"width must be an integer >= k = {outputs} (a k-output network needs k hidden "
+                         f"directions; got width = {width})")
+    if not scale > 0:
+        raise ValueError(f"init scale must be > 0 (got {scale})")
+    sizes = [dim] + [width] * (depth - 1)
+    weights = []
+    for l in range(depth - 1):
+        w = torch.randn(replicates, sizes[l], sizes[l + 1], generator=generator, dtype=torch.float64)
+        weights.append(scale * w / sizes[l] ** 0.5)
+    readout = torch.randn(replicates, sizes[-1], outputs, generator=generator, dtype=torch.float64)
+    weights.append(scale * readout)
+    return weights
+
+
+def _right_products(weights):
+    right = [None] * len(weights)
+    right[-1] = weights[-1]
+    for l in range(len(weights) - 1, 0, -1):
+        right[l - 1] = weights[l - 1] @ right[l]
+    return right  # right[0] = B; right[l] = W_{l+1} ... W_L
+
+
+def end_to_end(weights: list[torch.Tensor]) -> torch.Tensor:
+    """``B = W_1 ... W_L`` per replicate, ``(R, d, k)``."""
+    return _right_products(weights)[0]
+
+
+def _sq_norms(weights):
+    return torch.stack([(w * w).sum(dim=(-2, -1)) for w in weights])
+
+
+def _descend(weights, teachers, metric, *, tol, max_steps, step_scale, check_every):
+    """Gradient descent of ``tr((B - B_s)^T diag(metric) (B - B_s))`` in place."""
+    depth = len(weights)
+    replicates = teachers.shape[0]
+    device, dtype = teachers.device, teachers.dtype
+    top = metric.max().expand(replicates)
+    masks = _bound_masks(depth, device)
+    active = torch.ones(replicates, dtype=torch.bool, device=device)
+    steps = torch.full((replicates,), max_steps, dtype=torch.int64, device=device)
+    last_eta = torch.zeros(replicates, dtype=dtype, device=device)
+    best = torch.full((replicates,), float("inf"), dtype=dtype, device=device)
+    excess = torch.zeros(replicates, dtype=dtype, device=device)
+    scale = metric.unsqueeze(-1)  # (d, 1), broadcast over the tasks
+    # rounding level of the excess loss: below it, a "growing" excess is noise
+    floor = 100 * torch.finfo(dtype).eps * (1 + (teachers * teachers * scale).sum((-2, -1)))
+    for step in range(max_steps + 1):
+        right = _right_products(weights)
+        error = right[0] - teachers
+        grad = 2.0 * scale * error
+        if step % check_every == 0 or step == max_steps:
+            excess = (error * error * scale).sum((-2, -1))
+            bad = ~torch.isfinite(excess) | (active & (excess > 2.0 * best + tol + floor))
+            if bool(bad.any()):
+                r = int(torch.nonzero(bad)[0])
+                raise DivergenceError(f"multi-output gradient descent diverged at step {step} (replicate {r}) "
+                                      f"with step size eta = {float(last_eta[r]):.6g} (step_scale = "
+                                      f"{step_scale}); excess loss {float(excess[r]):.6g}")
+            best = torch.minimum(best, torch.where(active, excess, best))
+            done = active & (excess <= tol)
+            steps = torch.where(done, torch.full_like(steps, step), steps)
+            active = active & ~done
+            if step == max_steps or not bool(active.any()):
+                break
+        bound = _hessian_bound(_sq_norms(weights), grad.flatten(1).norm(dim=-1), top, masks)
+        eta = torch.where(active, step_scale / bound, torch.zeros_like(bound))
+        last_eta = torch.where(active, eta, last_eta)
+        # all layer gradients from the weights of this step, then the updates
+        left = grad
+        updates = []
+        for l in range(depth):
+            if l == depth - 1:
+                updates.append(left)
+            else:
+                updates.append(left @ right[l + 1].mT)
+                left = weights[l].mT @ left
+        for w, u in zip(weights, updates):
+            w.sub_(eta.view(-1, 1, 1) * u)
+    return steps, excess, last_eta, (steps < max_steps) | (excess <= tol)
+
+
+def pretrain(
+    source: MultiSourcePopulation,
+    depth: int,
+    generator: torch.Generator,
+    options,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float64,
+) -> tuple[list[torch.Tensor], DescentResult]:
+    """Gradient descent of a ``k``-output network from small initialisation on the
+    population loss of ``k`` source tasks (see the module docstring).  ``options``: an
+    :class:`~featfate_sym.simulation.deep_linear.EngineOptions` (``width``,
+    ``init_scale``, ``pretrain_tol``, ``max_steps``, ``step_scale``, ``check_every``,
+    ``solver``).  Returns the weights (on ``device``) and the run; ``loss`` and
+    ``excess`` are ``tr((B - B_s)^T Sigma (B - B_s))``."""
+    opts = options.resolved(dtype)
+    replicates, dim, outputs = source.teachers.shape
+    weights = [w.to(device=device, dtype=dtype) for w in small_init(
+        replicates, dim, depth, outputs, generator, width=opts.width, scale=opts.init_scale)]
+    lam = torch.ones(dim, dtype=torch.float64) if source.covariance is None else source.covariance
+    tol = opts.pretrain_tol
+    metric = lam
+    if opts.solver == "whitened":
+        metric, tol = torch.ones_like(lam), tol / max(1.0, float(lam.max()))
+    teachers = source.teachers.to(device=device, dtype=dtype)
+    steps, _, eta, converged = _descend(weights, teachers, metric.to(device=device, dtype=dtype), tol=tol,
+                                        max_steps=opts.max_steps, step_scale=opts.step_scale,
+                                        check_every=opts.check_every)
+    error = end_to_end([w.to(torch.float64).cpu() for w in weights]) - source.teachers
+    excess = (error * error * lam.unsqueeze(-1)).sum((-2, -1))
+    run = DescentResult(steps=steps.cpu(), loss=excess, excess=excess, step_size=eta.to(torch.float64).cpu(),
+                        converged=converged.cpu() & (excess <= opts.pretrain_tol))
+    return weights, run
