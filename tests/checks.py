@@ -5,6 +5,13 @@ degrees of freedom wherever the standard error is estimated from them
 (:func:`bonferroni_t`); a known SE takes :func:`featfate_sym.stats.z_critical`.
 """
 
+import contextlib
+import ctypes
+import glob
+import os
+
+import numpy as np
+
 from featfate_sym import stats
 
 #: family-wise false-alarm rate of every statistical test in the suite
@@ -34,3 +41,34 @@ def branch(expr, condition):
         if cond == condition:
             return value
     raise AssertionError(f"no branch {condition} in {expr}")
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """NumPy's and SciPy's OpenBLAS on one thread each (restored afterwards): the small
+    solves of the Monte Carlo tests are many times slower when their threads compete with
+    other processes for the cores (pinning only NumPy's is not enough: SciPy ships its own
+    copy)."""
+    import scipy
+
+    libs = []
+    for module in (np, scipy):
+        folder = os.path.dirname(module.__file__) + ".libs"
+        for path in glob.glob(os.path.join(folder, "libscipy_openblas*.so")):
+            try:
+                candidate = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for suffix in ("64_", ""):
+                if hasattr(candidate, f"scipy_openblas_set_num_threads{suffix}"):
+                    libs.append((getattr(candidate, f"scipy_openblas_get_num_threads{suffix}"),
+                                 getattr(candidate, f"scipy_openblas_set_num_threads{suffix}")))
+                    break
+    before = [get() for get, _ in libs]
+    for _, put in libs:
+        put(1)
+    try:
+        yield
+    finally:
+        for (_, put), count in zip(libs, before):
+            put(count)

@@ -24,11 +24,7 @@ exists as ``d -> oo``; power laws with 50 levels), realised at both dimensions.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import glob
 import math
-import os
 
 import numpy as np
 import pytest
@@ -43,7 +39,7 @@ from featfate_sym.simulation import anisotropic as sim
 from featfate_sym.studies import anisotropic_phase
 from featfate_sym.symbols import frac, gamma, kappa, r, sigma, theta, w_r
 from featfate_sym.theory import anisotropic as A
-from checks import FAMILY_ALPHA, bonferroni_t, branch
+from checks import FAMILY_ALPHA, bonferroni_t, branch, one_blas_thread
 
 KAPPA = ff.get("scratch.kappa_two_level")
 SC = ff.get("scratch.risk_two_level")
@@ -60,39 +56,9 @@ POINTS_UNDER = [{gamma: sp.Rational(1, 3), frac: sp.Rational(1, 4), w_r: sp.Rati
 
 
 # -- BLAS threads ----------------------------------------------------------------------------
-@contextlib.contextmanager
-def _one_blas_thread():
-    """NumPy's and SciPy's OpenBLAS on one thread each (restored afterwards): the solves at
-    d = 1000 (scipy.linalg.solve, NumPy products) are much slower when their threads
-    compete with other processes for the cores."""
-    import scipy
-
-    libs = []
-    for module in (np, scipy):
-        folder = os.path.dirname(module.__file__) + ".libs"
-        for path in glob.glob(os.path.join(folder, "libscipy_openblas*.so")):
-            try:
-                candidate = ctypes.CDLL(path)
-            except OSError:
-                continue
-            for suffix in ("64_", ""):
-                if hasattr(candidate, f"scipy_openblas_set_num_threads{suffix}"):
-                    libs.append((getattr(candidate, f"scipy_openblas_get_num_threads{suffix}"),
-                                 getattr(candidate, f"scipy_openblas_set_num_threads{suffix}")))
-                    break
-    before = [get() for get, _ in libs]
-    for _, put in libs:
-        put(1)
-    try:
-        yield
-    finally:
-        for (_, put), count in zip(libs, before):
-            put(count)
-
-
 @pytest.fixture
 def one_thread():
-    with _one_blas_thread():
+    with one_blas_thread():
         yield
 
 

@@ -16,11 +16,7 @@ allowance.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import glob
 import math
-import os
 
 import numpy as np
 import pytest
@@ -30,7 +26,7 @@ import featfate_sym as ff
 from featfate_sym import stats
 from featfate_sym.simulation import classification as sim
 from featfate_sym.symbols import gamma, m_mean as m, n, theta
-from checks import bonferroni_t, branch
+from checks import bonferroni_t, branch, one_blas_thread
 
 SC = ff.get("clf.scratch.error")
 LT = ff.get("clf.lt.error")
@@ -70,37 +66,9 @@ def _zero(expr, points) -> bool:
 
 
 # -- BLAS threads ----------------------------------------------------------------------------
-@contextlib.contextmanager
-def _one_blas_thread():
-    """Run NumPy's OpenBLAS on one thread (restored afterwards): the small solves here are
-    20x slower when its threads compete with other processes for the cores."""
-    lib = None
-    folder = os.path.dirname(np.__file__) + ".libs"
-    for path in glob.glob(os.path.join(folder, "libscipy_openblas*.so")):
-        try:
-            candidate = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for suffix in ("64_", ""):
-            if hasattr(candidate, f"scipy_openblas_set_num_threads{suffix}"):
-                lib = (getattr(candidate, f"scipy_openblas_get_num_threads{suffix}"),
-                       getattr(candidate, f"scipy_openblas_set_num_threads{suffix}"))
-                break
-    if lib is None:
-        yield
-        return
-    get, put = lib
-    before = get()
-    put(1)
-    try:
-        yield
-    finally:
-        put(before)
-
-
 @pytest.fixture
 def one_thread():
-    with _one_blas_thread():
+    with one_blas_thread():
         yield
 
 

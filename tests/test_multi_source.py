@@ -15,11 +15,7 @@ moments need ``n > k + 3`` and ``|n - d| > 3``), so the t statistic is close to 
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import glob
 import math
-import os
 
 import numpy as np
 import pytest
@@ -37,7 +33,7 @@ from featfate_sym.simulation.multi_source import (
 from featfate_sym.symbols import gamma, k, n, sigma, theta
 from featfate_sym.theory.multi_source import explicit_captured, largest_positive_k, optimal_k
 
-from checks import bonferroni_t, branch
+from checks import bonferroni_t, branch, one_blas_thread
 
 CAPTURED = ff.get("lt.k.captured")
 RISK_FINITE = ff.get("lt.k.risk_finite")
@@ -48,37 +44,9 @@ OPTIMAL = ff.get("lt.k.optimal")
 
 
 # -- BLAS threads ----------------------------------------------------------------------------
-@contextlib.contextmanager
-def _one_blas_thread():
-    """NumPy's OpenBLAS on one thread (restored afterwards): the small stacked solves of the
-    simulation are many times slower when its threads compete for the shared cores."""
-    lib = None
-    folder = os.path.dirname(np.__file__) + ".libs"
-    for path in glob.glob(os.path.join(folder, "libscipy_openblas*.so")):
-        try:
-            candidate = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for suffix in ("64_", ""):
-            if hasattr(candidate, f"scipy_openblas_set_num_threads{suffix}"):
-                lib = (getattr(candidate, f"scipy_openblas_get_num_threads{suffix}"),
-                       getattr(candidate, f"scipy_openblas_set_num_threads{suffix}"))
-                break
-    if lib is None:
-        yield
-        return
-    get, put = lib
-    before = get()
-    put(1)
-    try:
-        yield
-    finally:
-        put(before)
-
-
 @pytest.fixture
 def one_thread():
-    with _one_blas_thread():
+    with one_blas_thread():
         yield
 
 

@@ -37,8 +37,19 @@ import functools
 import sympy as sp
 
 from featfate_sym import parameters
-from featfate_sym.registry import Derivation, Exactness, SpecialCase, Source, Status, Step, get, register
-from featfate_sym.symbols import d, gamma, m_mean, n, theta
+from featfate_sym.registry import (
+    Derivation,
+    Exactness,
+    ImplicitRoot,
+    NumericForm,
+    SpecialCase,
+    Source,
+    Status,
+    Step,
+    get,
+    register,
+)
+from featfate_sym.symbols import d, ell_c, gamma, m_mean, n, theta
 from featfate_sym.theory.random_matrix import (
     INVERSE_WISHART_REFERENCE,
     inverse_covariance_mean_coefficient,
@@ -662,9 +673,6 @@ def _ft_exact_root(parts: dict):
     """The root ``c`` and, for the evaluators, the same quantity in ``ell_c = log(c^2 - a)``
     (no power of ``c`` whose exponent grows with ``L``): ``c^(2L-2) (c^2 - a) = b`` gives
     ``c^(L-1) = sqrt(b) e^(-ell/2)``."""
-    from featfate_sym.registry import ImplicitRoot, NumericForm
-    from featfate_sym.symbols import ell_c
-
     a_lim, b_lim = parts["a"], parts["b"]
     bracket = (sp.sqrt(a_lim), sp.sqrt(a_lim + b_lim ** (1 / _L) + 1))
     root = ImplicitRoot(_C, parts["equation"], bracket,
@@ -681,7 +689,7 @@ def _ft_exact_root(parts: dict):
     # the same identity, checked: on the root, (c^(L-1))^2 (c^2 - a) = b
     if sp.simplify((scale_num**2 * (x - a_lim)) - b_lim) != 0:
         raise ArithmeticError("the logarithmic root equation does not encode c^(2L-2)(c^2 - a) = b")
-    return root, log_root, margin_num, NumericForm
+    return root, log_root, margin_num
 
 
 _FT_EXACT_NOTES = (
@@ -716,10 +724,8 @@ _FT_EXACT_NOTES = (
     singular="gamma = 1: error 1/2 (the limit from both sides)",
 )
 def ft_error_exact() -> Derivation:
-    from featfate_sym.registry import NumericForm
-
     parts = _fine_tuning_exact()
-    root, log_root, margin_num, _ = _ft_exact_root(parts)
+    root, log_root, margin_num = _ft_exact_root(parts)
     sc = get("clf.scratch.error").expr
     over = _branch(sc, gamma > 1)
     expr = sp.Piecewise((error_of_margin(parts["margin"]), gamma < 1), (over, gamma > 1), (sp.Rational(1, 2), True))
@@ -758,10 +764,8 @@ def ft_error_exact() -> Derivation:
     singular="none: finite everywhere; 0 for gamma >= 1",
 )
 def ft_transferability_exact() -> Derivation:
-    from featfate_sym.registry import NumericForm
-
     parts = _fine_tuning_exact()
-    root, log_root, margin_num, _ = _ft_exact_root(parts)
+    root, log_root, margin_num = _ft_exact_root(parts)
     sc_under = _branch(get("clf.scratch.error").expr, gamma < 1)
     value = sc_under - error_of_margin(parts["margin"])
     expr = sp.Piecewise((value, gamma < 1), (sp.Integer(0), True))
