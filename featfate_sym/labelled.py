@@ -75,7 +75,8 @@ def _grid_axes(params: dict) -> tuple[dict, dict]:
 
 
 def simulate(protocols=None, *, replicates: int, seed: int = 0, solver: str = "gd", device: str = "cpu",
-             dtype: str = "float64", options=None, progress=None, **params):
+             dtype: str = "float64", options=None, progress=None, spectrum: str | None = None,
+             teachers: str | None = None, k: int = 1, **params):
     """Simulate ``protocols`` (names, ``fine_tune[1]``-style partial fine-tuning, or
     :class:`~featfate_sym.protocols.Protocol` objects; default the paper's scratch, linear
     transfer and fine-tuning) on shared target data, ``replicates`` experiments per point.
@@ -94,6 +95,14 @@ def simulate(protocols=None, *, replicates: int, seed: int = 0, solver: str = "g
     ``python -m featfate_sym.simulate`` with the same base seed, and the result has the
     layout of a sweep's ``results.nc``.  ``progress(done, total)``, if given, is called
     after each point.
+
+    ``spectrum`` (``"two_level:frac=0.2,r=4"``, ``"power_law:a=1"``, ``"values:..."``),
+    ``teachers`` (``"uniform"``, ``"top"``, ``"bottom:0.2"``) and ``k`` (source tasks) set
+    anisotropic inputs and rank-``k`` features, as the ``simulate`` command's flags do
+    (:func:`featfate_sym.spectra.parse_spectrum`); with ``k > 1`` the default protocols are
+    scratch and linear transfer.  :func:`compare` refuses such a simulation: the
+    protocols' predictions are for isotropic inputs and one source task (compare with
+    ``scratch.risk_two_level``, ``lt.k.risk_finite``, ... directly).
     """
     from functools import partial
 
@@ -102,21 +111,33 @@ def simulate(protocols=None, *, replicates: int, seed: int = 0, solver: str = "g
     from featfate_sym.sweeps import storage
     from featfate_sym.sweeps.grid import Grid
 
+    from featfate_sym.sweeps.executors import SimulationCell
+
+    inputs = SimulationCell(solver, None, spectrum, teachers, k)  # validates the three
+    if protocols is None and inputs.k > 1:
+        protocols = ("scratch", "linear_transfer")  # a k-output network is not fine-tuned
     chosen = protocol_table.resolve(protocols)
     swept, fixed = _grid_axes(params)
     grid = Grid.build(swept, fixed=fixed, replicates=replicates, seed=seed)
     names = [p.name for p in chosen]
     function = partial(run_cell, solver=solver, options=options, protocols=chosen)
+    special = spectrum is not None or teachers is not None or inputs.k != 1
+    described = {"spectrum": spectrum or "isotropic", "teachers": teachers or "uniform", "source_tasks": inputs.k}
     settings = {"replicates": grid.replicates, "dtype": dtype, "device": device, "solver": solver,
-                "protocols": ",".join(names)}
+                "protocols": ",".join(names), **(described if special else {})}
     cells = {}
     for cell in grid.cells():
-        arrays = function(dict(cell.params), replicates=grid.replicates, seed=cell.seed, device=device, dtype=dtype)
+        extra = {}
+        if special:
+            covariance, profile = inputs.inputs(cell.params["d"])
+            extra = dict(covariance=covariance, profile=profile, source_tasks=inputs.k)
+        arrays = function(dict(cell.params), replicates=grid.replicates, seed=cell.seed, device=device, dtype=dtype,
+                          **extra)
         cells[cell.index] = storage.cell_dataset(cell, arrays, settings)
         if progress is not None:
             progress(cell.index + 1, grid.size)
     attrs = {**storage.provenance(), "protocols": ",".join(names), "solver": solver, "replicates": grid.replicates,
-             "base_seed": grid.seed, "dtype": dtype, "device": device}
+             "base_seed": grid.seed, "dtype": dtype, "device": device, **described}
     return storage._decode(storage.combine_cells(grid, cells, attrs))
 
 
@@ -156,6 +177,12 @@ def compare(key: str, simulation, *, alpha: float = COMPARE_ALPHA, allowance: fl
 
     if not (0 < alpha < 1):
         raise ValueError(f"alpha must be in (0, 1) (got {alpha!r})")
+    inputs = {name: simulation.attrs.get(name, default) for name, default in
+              (("spectrum", "isotropic"), ("teachers", "uniform"), ("source_tasks", 1))}
+    if inputs != {"spectrum": "isotropic", "teachers": "uniform", "source_tasks": 1}:
+        raise ValueError(f"simulation must have isotropic inputs, uniform teachers and one source task for the "
+                         f"protocols' predictions (got {inputs}); compare with the anisotropic or multi-source "
+                         f"results (scratch.risk_two_level, lt.k.risk_finite, ...) directly")
     result = registry.get(key)
     candidates = _matching(key, simulation)
     dims = [d for d in simulation.dims if d != "replicate"]

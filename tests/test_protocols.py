@@ -152,3 +152,26 @@ def test_simulate_is_callable_before_and_after_the_command_line_is_imported():
     a = command_line(["scratch"], **small)
     b = ff.labelled.simulate(["scratch"], **small)
     np.testing.assert_array_equal(a["risk_sc"].values, b["risk_sc"].values)
+
+
+def test_simulate_takes_a_spectrum_and_source_tasks_and_compare_refuses_them():
+    """``ff.simulate(spectrum=, teachers=, k=)`` runs the engine on those inputs (recorded in
+    the attributes; k > 1 runs scratch and linear transfer by default); ``ff.compare`` then
+    refuses, the protocols' predictions being isotropic and one-feature.  The numbers are
+    those of run_cell with the same covariance, profile and seed."""
+    from featfate_sym import spectra
+
+    sim = ff.simulate(replicates=3, seed=SEED, gamma=0.5, theta=0.6, sigma=0.2, d=20,
+                      spectrum="two_level:frac=0.5,r=4", teachers="top:0.5", k=2)
+    assert sim.attrs["spectrum"] == "two_level:frac=0.5,r=4" and sim.attrs["source_tasks"] == 2
+    assert {"risk_sc", "risk_lt", "T_lt"} <= set(sim.data_vars) and "risk_ft" not in sim.data_vars
+    params = protocols.cell_params(sim.coords)
+    params["L"], params["d"], params["gamma_s"] = int(params["L"]), int(params["d"]), None
+    covariance, profile = spectra.spectrum_arrays(("two_level", (0.5, 4.0)), ("top", 0.5), 20)
+    direct = run_cell(params, replicates=3, seed=int(sim["seed"]), protocols=["scratch", "linear_transfer"],
+                      covariance=covariance, profile=profile, source_tasks=2)
+    np.testing.assert_array_equal(sim["risk_lt"].values, direct["risk_lt"])
+    with pytest.raises(ValueError, match="isotropic inputs"):
+        ff.compare("lt.risk_finite", sim)
+    with pytest.raises(ValueError, match="spectrum"):
+        ff.simulate(replicates=2, seed=0, gamma=0.5, d=20, spectrum="two_level:frac=2")

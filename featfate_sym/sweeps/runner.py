@@ -131,12 +131,15 @@ def run_sweep(
 
 
 def _protocol_attrs(function) -> dict:
-    """The protocols a simulation cell runs (what its ``risk_*``/``T_*`` variables are)."""
+    """The protocols a simulation cell runs (what its ``risk_*``/``T_*`` variables are) and
+    its inputs (spectrum, teachers, number of source tasks)."""
     if not isinstance(function, SimulationCell):
         return {}
     from featfate_sym import protocols as table
 
-    return {"protocols": ",".join(function.protocols or table.PAPER)}
+    names = function.protocols or (table.PAPER if function.k == 1 else ("scratch", "linear_transfer"))
+    return {"protocols": ",".join(names), "spectrum": function.spectrum or "isotropic",
+            "teachers": function.teachers or "uniform", "source_tasks": np.int32(function.k)}
 
 
 def _run_locked(grid, out, function, dtype, device, workers, scheduler, overwrite, progress, command_line, started):
