@@ -115,7 +115,7 @@ def simulate(protocols=None, *, replicates: int, seed: int = 0, solver: str = "g
 
     inputs = SimulationCell(solver, None, spectrum, teachers, k)  # validates the three
     if protocols is None and inputs.k > 1:
-        protocols = ("scratch", "linear_transfer")  # a k-output network is not fine-tuned
+        protocols = protocol_table.defaults(inputs.k)
     chosen = protocol_table.resolve(protocols)
     swept, fixed = _grid_axes(params)
     grid = Grid.build(swept, fixed=fixed, replicates=replicates, seed=seed)

@@ -162,6 +162,17 @@ def register_protocol(protocol: Protocol) -> Protocol:
     return protocol
 
 
+#: the protocols run by default on a network pretrained on k > 1 source tasks (fine-tuning a
+#: k-output network is not defined)
+MULTI_SOURCE = ("scratch", "linear_transfer")
+
+
+def defaults(source_tasks: int = 1) -> tuple[str, ...]:
+    """The protocols a simulation runs when none are named: the paper's three, or
+    :data:`MULTI_SOURCE` for ``source_tasks > 1``."""
+    return PAPER if source_tasks == 1 else MULTI_SOURCE
+
+
 def get(name: str) -> Protocol:
     """The protocol ``name``; ``fine_tune[1,2]`` builds the partial fine-tuning of those
     layers (:func:`fine_tune_layers`).  ``ValueError`` lists the known names."""

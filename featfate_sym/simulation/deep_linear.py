@@ -574,7 +574,9 @@ def run_cell(
             raise ValueError("give the number of source tasks once: params['k'] or source_tasks, not both")
         source_tasks = settings.pop("source_tasks")
     if protocols is None and source_tasks > 1:
-        protocols = ("scratch", "linear_transfer")  # fine-tuning a k-output network is not defined
+        from featfate_sym.protocols import defaults
+
+        protocols = defaults(source_tasks)
     out = run_protocols(protocols, replicates=replicates, seed=seed, device=device, dtype=_DTYPES[dtype],
                         options=options, covariance=covariance, profile=profile, source_tasks=source_tasks,
                         **settings)

@@ -137,7 +137,7 @@ def _protocol_attrs(function) -> dict:
         return {}
     from featfate_sym import protocols as table
 
-    names = function.protocols or (table.PAPER if function.k == 1 else ("scratch", "linear_transfer"))
+    names = function.protocols or table.defaults(function.k)
     return {"protocols": ",".join(names), "spectrum": function.spectrum or "isotropic",
             "teachers": function.teachers or "uniform", "source_tasks": np.int32(function.k)}
 
