@@ -39,6 +39,10 @@ __all__ = [
     "ft_risk",
     "lt_transferability",
     "ft_transferability",
+    "balanced_scale",
+    "ft_balanced",
+    "ft_balanced_risk",
+    "ft_balanced_transferability",
 ]
 
 
@@ -168,3 +172,100 @@ def ft_transferability(eigenvalues, profile, gamma: float, theta: float, sigma: 
         return 0.0
     return (scratch_risk(eigenvalues, profile, gamma, sigma, weights=weights)
             - ft_risk(eigenvalues, profile, gamma, theta, sigma, weights))
+
+
+# -- fine-tuning at the balanced-flow end point, any depth -----------------------------------------
+@functools.lru_cache(maxsize=1)
+def _compiled_balanced() -> dict:
+    from featfate_sym.registry import get
+    from featfate_sym.symbols import L, a, b, c, ell_c, gamma, kappa as k, sigma, theta
+    from featfate_sym.theory import anisotropic as A
+    from featfate_sym.theory.fine_tuning import _depth_stable_form
+
+    forms = A.balanced_forms()
+    equation = get("ft.transferability_exact").derivation.extras["root_equation"]  # in c, a, b, L
+    # the depth-stable root in ell_c = log(c^2 - a) with a, b left as symbols; "T" = c^(L-1)
+    # gives back the scale sqrt(b) e^(-ell_c/2)
+    (scale, root), _ = _depth_stable_form(equation, c ** (L - 1), a, b)
+    traces = (gamma, k, A.WB, A.TS, A.T2, sigma, theta, A.SCALE)
+    return {
+        "null": sp.lambdify((A.LAMBDA, k), forms["summands"][A.AK], modules="numpy"),
+        "row": sp.lambdify((A.LAMBDA, k), forms["summands"][A.AP], modules="numpy"),
+        "a": sp.lambdify((A.AK,), forms["a"], modules="numpy"),
+        "b": sp.lambdify((A.AP, sigma, k), forms["b"], modules="numpy"),
+        "h": sp.lambdify((a, b, L, ell_c), root.equation, modules="numpy"),
+        "lo": sp.lambdify((a, b, L), root.bracket[0], modules="numpy"),
+        "hi": sp.lambdify((a, b, L), root.bracket[1], modules="numpy"),
+        "scale": sp.lambdify((b, ell_c), scale, modules="numpy"),
+        "risk": sp.lambdify(traces, forms["risk"], modules="numpy"),
+        "transfer": sp.lambdify(traces[:4] + (theta, A.SCALE), forms["transferability"], modules="numpy"),
+    }
+
+
+def balanced_scale(a: float, b: float, depth: int) -> float:
+    """Null-space scale ``c^(L-1)`` of the balanced end point: ``c`` the positive root of
+    ``c^(2L) - a c^(2L-2) - b = 0`` (``ft.transferability_exact``), solved in
+    ``ell = log(c^2 - a)`` by ``brentq`` on the derived bracket (finite for any depth).
+    ``a >= 0``, ``b > 0``; ``depth`` an integer >= 1 (``L = 1``: 1).  A solve that does not
+    converge raises ``RuntimeError``."""
+    if not (math.isfinite(a) and a >= 0):
+        raise ValueError(f"parameter a must be in [0, inf) (got {a!r})")
+    if not (math.isfinite(b) and b > 0):
+        raise ValueError(f"parameter b must be in (0, inf) (got {b!r})")
+    depth = int(parameters.scalar(parameters.L, depth))
+    if depth == 1:
+        return 1.0
+    cb = _compiled_balanced()
+    lo, hi = float(cb["lo"](a, b, depth)), float(cb["hi"](a, b, depth))
+
+    def h(x):
+        return float(cb["h"](a, b, depth, x))
+
+    if h(lo) == 0:
+        return float(cb["scale"](b, lo))
+    root, info = brentq(h, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500, full_output=True)
+    if not info.converged:
+        raise RuntimeError(f"the null-space scale did not converge for a = {a}, b = {b}, L = {depth} ({info.flag})")
+    return float(cb["scale"](b, root))
+
+
+def ft_balanced(eigenvalues, profile, gamma: float, theta: float, sigma: float, depth: int,
+                weights=None) -> dict:
+    """Deterministic equivalents of the balanced-flow end point of fine-tuning at depth ``L``
+    (:func:`featfate_sym.theory.anisotropic.balanced_forms`): ``a`` (the limit of
+    ``|(I-P) beta_s|^2``), ``b`` (of ``|beta_sc|^2``), ``scale`` (``c^(L-1)``), ``risk`` and
+    ``transferability``.  ``gamma >= 1``: ``P = I``, ``a = 0``, fine-tuning is scratch
+    (``risk`` the scratch risk, ``transferability`` 0, ``b`` and ``scale`` NaN: no null space
+    to rescale)."""
+    lam, p, w = _inputs(eigenvalues, profile, weights)
+    g = _gamma(gamma)
+    th = parameters.scalar(parameters.theta, theta)
+    s = parameters.scalar(parameters.sigma, sigma)
+    depth = int(parameters.scalar(parameters.L, depth))
+    if g >= 1:
+        return {"a": 0.0, "b": math.nan, "scale": math.nan, "risk": scratch_risk(lam, p, g, s, weights=w),
+                "transferability": 0.0}
+    c, cb = _compiled(), _compiled_balanced()
+    k = kappa(lam, g, w)
+    null = float(np.dot(p, cb["null"](lam, k)))
+    row = float(np.dot(p, cb["row"](lam, k)))  # 1 - null, without its cancellation as gamma -> 0
+    a_lim, b_lim = float(cb["a"](null)), float(cb["b"](row, s, k))
+    scale = balanced_scale(a_lim, b_lim, depth)
+    t = _traces(lam, p, w, k)
+    args = (g, k, t[c["WB"]], t[c["TS"]])
+    risk = float(cb["risk"](*args, t[c["T2"]], s, th, scale))
+    transfer = float(cb["transfer"](*args, th, scale))
+    return {"a": a_lim, "b": b_lim, "scale": scale, "risk": risk, "transferability": transfer}
+
+
+def ft_balanced_risk(eigenvalues, profile, gamma: float, theta: float, sigma: float, depth: int,
+                     weights=None) -> float:
+    """Risk of the balanced end point of fine-tuning (see :func:`ft_balanced`)."""
+    return ft_balanced(eigenvalues, profile, gamma, theta, sigma, depth, weights)["risk"]
+
+
+def ft_balanced_transferability(eigenvalues, profile, gamma: float, theta: float, sigma: float, depth: int,
+                                weights=None) -> float:
+    """``T = R_sc - R_ft`` at the balanced end point: ``bias_sc c^(L-1) (2 cos theta - c^(L-1))``;
+    0 for ``gamma >= 1``."""
+    return ft_balanced(eigenvalues, profile, gamma, theta, sigma, depth, weights)["transferability"]

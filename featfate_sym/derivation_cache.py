@@ -353,17 +353,21 @@ _filled: set[str] = set()
 
 #: CPU seconds a cold derivation of a key takes by itself (measured in the workers of a
 #: cold fill, its dependencies and the memoised parts it shares with its group counted
-#: once), so the costliest groups are started first; keys not listed count 0.3
+#: once), so the costliest groups are started first and the cheap ones fill the gaps at
+#: the end (longest first); keys not listed count 0.3
 COST_HINT = {
-    "dln.max_stable_step": 1.0, "clf.ft.error_exact": 3.0, "dln.time_to_learn": 2.5, "dln.balanced_flow": 2.4,
-    "metrics.kl": 2.3, "ft.transferability_finite_source_exact": 2.2, "ft.transferability_exact": 1.8,
-    "scratch.risk_mp": 1.7, "clf.ft.error": 1.6, "dln.conservation": 1.6, "scratch.risk_time": 1.5,
-    "clf.lt.transferability": 1.1, "ft.transferability_gd": 1.1, "lt.transferability": 1.0,
-    "ft.transferability_finite_source": 1.0, "metrics.w2": 0.9, "lt.risk_finite": 0.8,
-    "scratch.risk_sgd_stationary": 0.8, "metrics.bl_lower": 0.8, "lt.k.optimal": 0.8, "relu.arccos_kernel": 0.7,
-    "ft.transferability_two_level": 0.7, "scratch.risk_ridge": 0.7, "clf.scratch.error": 0.6,
-    "ft.risk_two_level": 0.6, "dln.mode_dynamics": 0.6, "clf.lt.error": 0.5, "ft.transferability": 0.5,
-    "scratch.risk_optimal_ridge": 0.5, "lt.boundary": 0.5, "clf.lt.boundary": 0.4, "scratch.risk_finite": 0.4,
+    "clf.ft.error": 2.9, "dln.time_to_learn": 2.1, "ft.transferability_finite_source_exact": 2.0,
+    "dln.max_stable_step": 1.6, "clf.scratch.error_max_margin": 1.6, "clf.ft.error_exact": 1.3,
+    "ft.transferability_exact": 1.3, "clf.separability_threshold": 1.2, "dln.conservation": 1.2,
+    "scratch.risk_time": 1.2, "dln.balanced_flow": 1.2, "ft.transferability_two_level_exact": 1.1,
+    "ft.risk_time": 1.0, "scratch.risk_mp": 0.8, "clf.scratch.error": 0.8, "clf.lt.transferability": 0.7,
+    "lt.transferability": 0.7, "ft.transferability_gd": 0.7, "scratch.risk_ridge": 0.7, "clf.scratch.error_flip": 0.7,
+    "ft.transferability_finite_source": 0.7, "ft.risk_two_level_exact": 0.65, "metrics.w2": 0.6,
+    "relu.arccos_kernel": 0.6, "lt.risk_finite": 0.6, "scratch.risk_sgd_stationary": 0.5, "dln.mode_dynamics": 0.5,
+    "metrics.bl_lower": 0.5, "ft.transferability_sgd": 0.5, "ft.transferability": 0.5, "lt.risk_time": 0.45,
+    "clf.lt.boundary": 0.4, "scratch.risk_optimal_ridge": 0.4, "lt.boundary": 0.4, "ft.risk_two_level": 0.4,
+    "scratch.kappa_two_level": 0.35, "lt.k.optimal": 0.35, "clf.lt.error": 0.3, "metrics.kl": 0.3,
+    "scratch.risk_finite": 0.3,
 }
 
 #: keys that share work: memoised sub-derivations (:func:`memo`, per process) or another

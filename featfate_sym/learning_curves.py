@@ -35,6 +35,13 @@ the registered reduced flow (``rate_p1``, ``rate_p2``, ``rate_varsigma``, lambdi
 :func:`reduced_fine_tuning` iterates the exact GD map of the same reduced coordinates
 (finite ``eta``, no expansion), the independent reference of the first-order result and,
 with a replicate's own geometry, of the full simulator.
+
+Minibatch SGD (``ft.transferability_sgd``): :func:`fine_tuning_noise_integral` integrates
+the per-eigenvalue moment equations of the empirical-loss flow (Marchenko-Pastur nodes)
+and along them the noise integral ``I_noise = int varsigma^(2L-2) l dt``;
+:func:`transferability_sgd_slope` multiplies by the derived sensitivity and the sampling
+factor averaged over an epoch's actual batch sizes; :func:`transferability_sgd` is
+``T_exact`` plus the GD and minibatch terms at the given step.
 """
 
 from __future__ import annotations
@@ -49,7 +56,8 @@ import sympy as sp
 from scipy import integrate, optimize
 
 __all__ = ["risk_time", "risk_time_mp", "risk_gd", "early_stopped_risk", "EarlyStop", "fine_tuning_drift", "transferability_gd_slope", "transferability_gd",
-           "reduced_fine_tuning", "transferability_reduced_gd"]
+           "reduced_fine_tuning", "transferability_reduced_gd", "NoiseIntegral", "fine_tuning_noise_integral",
+           "transferability_sgd_slope", "transferability_sgd"]
 
 
 def _check(gamma, sigma, t):
@@ -337,3 +345,156 @@ def transferability_reduced_gd(gamma, theta, sigma, depth, eta) -> float:
     p1, b1, b2, _, _ = (float(v) for v in geometry(gamma, theta, sigma))
     c = reduced_fine_tuning(p1, b1, b2, depth, float(eta))
     return float(t_of_c(c, depth, gamma, theta))
+
+
+# -- fine-tuning by minibatch SGD (ft.transferability_sgd) --------------------------------------
+class NoiseIntegral(typing.NamedTuple):
+    """Integrals along the proportional-limit flow of the empirical fine-tuning loss
+    (``ft.transferability_sgd``): ``noise = int varsigma^(2L-2) l dt`` (the minibatch
+    noise integral ``I_noise``), ``full_batch = int f_GD dt`` (the full-batch drift of the
+    empirical loss, ``extras['full_batch_rate']``), and the end scale ``c``."""
+
+    noise: float
+    full_batch: float
+    scale: float
+
+
+@functools.lru_cache(maxsize=1)
+def _sgd_pieces():
+    from featfate_sym import registry
+    from featfate_sym.symbols import L, c, gamma, sigma, theta
+
+    result = registry.get("ft.transferability_sgd")
+    ex = result.extras
+    time_ex = registry.get("scratch.risk_time").extras
+    weight, x_of_phi = time_ex["weight"], time_ex["eigenvalue_of_phi"]
+    angle = next(iter(weight.free_symbols - {gamma}))
+    names = {s.name: s for key in ("rate_A", "rate_C", "loss_of_x", "grad_sq_of_x", "vgrad_of_x", "B_of_x")
+             for s in ex[key].free_symbols}
+    s_l, a_m, c_m, b_m, x = (names[k] for k in ("s", "A_x", "C_x", "B_x", "x"))
+    args = [x, s_l, a_m, c_m, b_m]
+    modes = sp.lambdify(args, [ex["rate_A"], ex["rate_C"], ex["loss_of_x"], ex["grad_sq_of_x"], ex["vgrad_of_x"]],
+                        modules="numpy")
+    spectrum = sp.lambdify([angle, gamma], [x_of_phi, weight], modules="numpy")
+    start = sp.lambdify([x, gamma, theta, sigma], [ex["initial_A"] + 0 * x, ex["initial_C"] + 0 * x, ex["B_of_x"]],
+                        modules="numpy")
+    factor = sp.lambdify([c, L, gamma, theta, sigma], ex["slope_factor"], modules="numpy")
+    per_time = sp.lambdify([parameters_batch(), parameters_dim()], ex["noise_per_time"], modules="numpy")
+    without = sp.lambdify([parameters_batch(), next(s for s in ex["without_replacement_factor"].free_symbols
+                                                   if s.name == "n_samples")],
+                          ex["without_replacement_factor"], modules="numpy")
+    return modes, spectrum, start, factor, per_time, without
+
+
+def parameters_batch():
+    from featfate_sym import parameters
+
+    return parameters.batch.symbol
+
+
+def parameters_dim():
+    from featfate_sym import parameters
+
+    return parameters.d.symbol
+
+
+def fine_tuning_noise_integral(gamma, theta, sigma, depth, *, nodes: int = 64, rtol: float = 1e-10) -> NoiseIntegral:
+    """``I_noise`` and the full-batch drift integral of ``ft.transferability_sgd`` along the
+    flow of the empirical loss in the proportional limit: the registered moment ODEs
+    (``rate_A``, ``rate_C`` per eigenvalue ``x`` of ``Sxx``) on ``nodes`` Gauss-Legendre nodes
+    in the angle ``phi`` of the MP substitution (``scratch.risk_time``'s weight and
+    eigenvalue), with ``dvarsigma/dt = -varsigma^(L-2) int vgrad rho``, by
+    ``solve_ivp`` (DOP853) until the flow stops.  The end scale is checked by the tests
+    against the balanced root of ``ft.transferability_exact`` (the flow conserves Delta)."""
+    gamma, theta, sigma, depth = _check_ft(gamma, theta, sigma, depth)
+    if isinstance(nodes, bool) or not float(nodes).is_integer() or nodes < 8:
+        raise ValueError(f"nodes must be an integer >= 8 (got {nodes!r})")
+    return _noise_integral(gamma, theta, sigma, depth, int(nodes), float(rtol))
+
+
+@functools.lru_cache(maxsize=256)
+def _noise_integral(gamma, theta, sigma, depth, nodes, rtol) -> NoiseIntegral:
+    modes, spectrum, start, _, _, _ = _sgd_pieces()
+    u, w = np.polynomial.legendre.leggauss(int(nodes))
+    phi = (u + 1) * math.pi / 2
+    x, rho = (np.asarray(v, dtype=float) for v in spectrum(phi, gamma))
+    rho = rho * w * math.pi / 2
+    a0, c0, b_x = (np.broadcast_to(np.asarray(v, dtype=float), x.shape).copy() for v in start(x, gamma, theta, sigma))
+    k = x.size
+
+    def field(_, y):
+        a_m, c_m, vs = y[:k], y[k:2 * k], y[2 * k]
+        s = vs ** (depth - 1)
+        ra, rc, loss, grad2, vgrad = modes(x, s, a_m, c_m, b_x)
+        vgrad_total = float(rho @ vgrad)
+        rate_vs = -vs ** (depth - 2) * vgrad_total
+        noise = vs ** (2 * depth - 2) * float(rho @ loss)
+        full = vs ** (2 * depth - 2) * float(rho @ grad2) - vs ** (2 * depth - 4) * vgrad_total**2
+        return np.concatenate([ra, rc, [rate_vs, noise, full]])
+
+    state, time = np.concatenate([a0, c0, [1.0, 0.0, 0.0]]), 0.0
+    for _ in range(400):
+        sol = integrate.solve_ivp(field, (time, time + 5.0), state, method="DOP853", rtol=rtol, atol=1e-14)
+        if not sol.success:
+            raise ArithmeticError(f"the proportional-limit fine-tuning flow failed: {sol.message}")
+        state, time = sol.y[:, -1], time + 5.0
+        rate = field(time, state)
+        # the integrands decay like the loss; stop when what is left is below the tolerance
+        if abs(rate[2 * k + 1]) < 1e-14 and abs(rate[2 * k]) < 1e-14:
+            return NoiseIntegral(float(state[2 * k + 1]), float(state[2 * k + 2]), float(state[2 * k]))
+    raise ArithmeticError("the proportional-limit fine-tuning flow did not converge")
+
+
+def _check_sgd(eta, batch, dim, replacement):
+    eta = float(eta)
+    if not (eta > 0 and math.isfinite(eta)):
+        raise ValueError(f"parameter eta must be in (0, inf) (got {eta!r})")
+    for name, value in (("B", batch), ("d", dim)):
+        if isinstance(value, bool) or not float(value).is_integer() or value < 1:
+            raise ValueError(f"parameter {name} must be an integer >= 1 (got {value!r})")
+    if not isinstance(replacement, bool):
+        raise ValueError(f"replacement must be True or False (got {replacement!r})")
+    return eta, int(batch), int(dim)
+
+
+def transferability_sgd_slope(gamma, theta, sigma, depth, batch, dim, *, replacement: bool = True,
+                              full_batch: bool = False) -> float:
+    """``dT_ft/deta`` at ``eta = 0`` for minibatch SGD on the empirical loss
+    (``ft.transferability_sgd``): ``(4 d/B) dT/dDelta I_noise``, with ``1/B`` replaced,
+    when ``replacement`` is false, by the without-replacement factor ``(n - b)/(b (n - 1))``
+    (``n = round(gamma d)``) averaged over the batch sizes ``b`` of an epoch of the simulator
+    (``B``, and ``n mod B`` for the last batch when ``B`` does not divide ``n``); ``full_batch`` adds the full-batch drift of the empirical loss
+    (``O(1)``, i.e. ``O(1/d)`` beside the noise term at ``eta = O(1/d)``)."""
+    gamma, theta, sigma, depth = _check_ft(gamma, theta, sigma, depth)
+    _, batch, dim = _check_sgd(1.0, batch, dim, replacement)
+    n = int(round(gamma * dim))
+    if not 1 <= batch <= n:
+        raise ValueError(f"parameter B must be in [1, n] = [1, {n}] (got {batch})")
+    if depth == 1:
+        return 0.0
+    _, _, _, factor, per_time, without = _sgd_pieces()
+    integral = fine_tuning_noise_integral(gamma, theta, sigma, depth)
+    drift = float(per_time(batch, dim)) * integral.noise
+    if not replacement:
+        # the simulator's epoch: n // B batches of B rows and one of n mod B when B does not
+        # divide n; each is a uniform subset of its size, so the per-step factor is the mean
+        # of the registered one over the epoch's batches (replacing the 1/B of per_time)
+        sizes = [batch] * (n // batch) + ([n % batch] if n % batch else [])
+        mean_factor = 0.0 if n == 1 else sum(float(without(b, n)) for b in sizes) / len(sizes)
+        drift *= batch * mean_factor
+    if full_batch:
+        drift += integral.full_batch
+    return float(factor(integral.scale, depth, gamma, theta, sigma)) * drift
+
+
+def transferability_sgd(gamma, theta, sigma, depth, eta, batch, dim, *, replacement: bool = True,
+                        full_batch: bool = False) -> float:
+    """``T_ft`` after minibatch SGD to first order: ``T_exact + eta`` times
+    :func:`transferability_sgd_slope` (``ft.transferability_sgd``; proportional limit,
+    ``eta d/B << 1``)."""
+    eta, batch, dim = _check_sgd(eta, batch, dim, replacement)
+    slope = transferability_sgd_slope(gamma, theta, sigma, depth, batch, dim, replacement=replacement,
+                                      full_batch=full_batch)
+    _, _, _, t_of_c = _fine_tuning()
+    _, c = fine_tuning_drift(gamma, theta, sigma, depth)
+    return float(t_of_c(c, depth, gamma, theta)) + eta * slope

@@ -114,3 +114,7 @@ k = declare(S.k, "number of source tasks pretrained on (rank of the pretrained f
 
 # --- minibatch SGD --------------------------------------------------------------------------
 batch = declare(S.batch, "minibatch size of SGD", lower=1, integer=True)
+
+# --- label flips in classification ----------------------------------------------------------
+p_flip = declare(S.p_flip, "probability that a target training label is flipped (y -> -y), independently",
+                 upper=sp.Rational(1, 2), upper_open=True)

@@ -52,6 +52,9 @@ STUDY_FIGURES = {
     "classification-phase": "classification_phase",
     "early-stopping": "early_stopping",
     "learning-curves": "learning_curves",
+    "transfer-time": "transfer_time",
+    "finite-eta-phase": "finite_eta_phase",
+    "finite-step-transfer": "finite_step_transfer",
 }
 NAMES = NAMES + tuple(STUDY_FIGURES)
 

@@ -249,6 +249,18 @@ def _fine_tune_run(trial, layers=None) -> ProtocolRun:
     from featfate_sym.simulation.deep_linear import fine_tune
 
     pretrained, _ = trial.pretrained()
+    if trial.source_tasks > 1:
+        # rank-k features: the new one-output readout starts at linear transfer's fit
+        # (multi_output.trunk_start), then every layer descends
+        if layers is not None:
+            raise ValueError("layers: fine-tuning some layers of a network pretrained on k > 1 source tasks "
+                             "is not defined (use fine_tune, all layers)")
+        from featfate_sym.simulation import multi_output
+
+        weights, run, start = multi_output.fine_tune_from_trunk(
+            pretrained, trial.target, trial.options, ridge=trial.ridge, device=trial.device, dtype=trial.dtype)
+        return ProtocolRun(trial.end_to_end(weights), {**trial.descent_diagnostics(run),
+                                                       "drift": trial.drift(start.weights, weights)})
     weights, run = fine_tune(pretrained, trial.target, trial.options, device=trial.device,
                              dtype=trial.dtype, layers=layers)
     return ProtocolRun(trial.end_to_end(weights),

@@ -91,6 +91,7 @@ FAMILIES = {
     "finite_step": "Finite step size, SGD and the time course of training",
     "anisotropic": "Anisotropic inputs: covariance spectra and deterministic equivalents",
     "multi_source": "Several source tasks: rank-k features",
+    "time_course": "The time course of transfer: risk and transferability along training",
 }
 
 

@@ -38,8 +38,8 @@ uniform|top|bottom`` puts the teachers' energy uniformly on all directions, or o
 10 % of directions with the largest / smallest eigenvalues (``top:0.2`` for another
 fraction).  ``--k K`` pretrains on ``K`` source tasks at once (a ``K``-output network;
 :func:`featfate_sym.simulation.run_protocols`); for ``K > 1`` the cells run scratch and
-linear transfer only (fine-tuning a ``K``-output network is not defined) and need ``L >=
-2``.  Example::
+linear transfer by default, ``fine_tune`` starts from the trunk with the linear-transfer
+readout (``fine_tune[...]`` of some layers is refused), and they need ``L >= 2``.  Example::
 
     python -m featfate_sym.simulate --spectrum two_level:frac=0.2,r=4 --teachers top --k 2 --d 60
 
@@ -155,9 +155,9 @@ def _cell_function(args, grid: Grid, solver: str):
     if k > 1 and min(grid.values("L")) < 2:
         raise _UsageError(f"--k > 1 needs --L >= 2 (linear transfer on the frozen trunk; got L = "
                           f"{min(grid.values('L')):g})")
-    if k > 1 and cell.protocols is not None and any(name.startswith("fine_tune") for name in cell.protocols):
-        raise _UsageError("--protocols: fine-tuning a network pretrained on k > 1 source tasks is not defined "
-                          "(use scratch and linear_transfer with --k)")
+    if k > 1 and cell.protocols is not None and any(name.startswith("fine_tune[") for name in cell.protocols):
+        raise _UsageError("--protocols: with --k > 1 only all-layer fine_tune is defined (from the trunk with "
+                          "the linear-transfer readout); fine_tune[...] is refused")
     if cell.protocols is not None and min(grid.values("L")) < 2 and any(
             name != "scratch" for name in cell.protocols):
         raise _UsageError("--protocols: a protocol from the pretrained network needs --L >= 2")

@@ -134,3 +134,8 @@ LATEX_NAMES[w_r] = r"w_{r}"
 # --- minibatch SGD (family finite_step) ------------------------------------------------
 #: minibatch size
 batch = sp.Symbol("B", integer=True, positive=True)
+
+# --- label flips (family classification) ------------------------------------------------
+#: probability that a target training label is flipped, ``y -> -y`` (``0 <= p < 1/2``)
+p_flip = sp.Symbol("p_flip", real=True, nonnegative=True)
+LATEX_NAMES[p_flip] = "p"

@@ -8,7 +8,8 @@ seconds and the ratios of the medians to ``import sympy`` (goals: warm <= 3x, co
 15x).  Both derive runs must print the same text (checked).  Two more columns give the
 median CPU time (user + system) of the command and the processes it waited for (the
 cold run's forked workers): on a shared, loaded machine wall times grow with the load,
-CPU times much less, so the two columns together tell a slow build from a busy machine.
+CPU times much less, so the two columns together tell a slow build from a busy machine;
+the 1-minute load average before and after the rounds is printed under the table.
 
     python numerics/bench_derive.py               # 3 rounds
     python numerics/bench_derive.py --repeat 5
@@ -54,6 +55,7 @@ def main(argv=None) -> int:
     times: dict[str, list[float]] = {"import sympy": [], "derive, warm": [], "derive, cold": []}
     cpu: dict[str, list[float]] = {name: [] for name in times}
     outputs = set()
+    load_before = os.getloadavg()[0]
     for round_ in range(args.repeat):
         with tempfile.TemporaryDirectory(prefix="featfate-bench-cache-") as folder:
             env = {**os.environ, "FEATFATE_CACHE": folder}
@@ -76,6 +78,7 @@ def main(argv=None) -> int:
         median, median_cpu = statistics.median(values), statistics.median(cpu[name])
         print(f"{name:<16} {median_cpu:>13.2f} {median_cpu / base_cpu:>6.1f} {min(values):>8.2f} {median:>9.2f}"
               f" {median / base:>15.1f}")
+    print(f"load average (1 min): {load_before:.2f} before, {os.getloadavg()[0]:.2f} after, on {os.cpu_count()} CPUs")
     return 0
 
 

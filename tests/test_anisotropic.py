@@ -437,3 +437,162 @@ def test_trace_forms_are_the_lemma():
     t1, t2, ts = (forms["summands"][s] for s in (A.T1, A.T2, A.TS))
     assert sp.simplify(t1 - t2 - kappa * ts) == 0
     assert sp.simplify(t2 - lam_i**2 / (lam_i + kappa) ** 2) == 0
+
+
+# -- (d) fine-tuning at the balanced-flow end point, any depth ---------------------------------------
+FT_EXACT = ff.get("ft.risk_two_level_exact")
+T_FT_EXACT = ff.get("ft.transferability_two_level_exact")
+#: the deterministic equivalents the balanced end point is built on, and the risk (sample fields
+#: of ``sim.simulate_balanced_fine_tuning``)
+BALANCED_FIELDS = ("a", "signal", "noise_norm", "scale", "fine_tuning")
+#: (spectrum, teacher place): every spectrum with uniform teachers, and a two-level spectrum with
+#: the teachers in its top and in its bottom eigenspace (there A_kappa != 1 - gamma)
+BALANCED_CELLS = tuple((spec, "uniform") for spec in ALL_SPECTRA) + (
+    (S.two_level(0.3, 10.0), "top"), (S.two_level(0.3, 10.0), "bottom"))
+BALANCED_DEFAULT = dict(cells=BALANCED_CELLS, gammas=(0.5,), depths=(2, 3), replicates={250: 12, 1000: 4})
+BALANCED_SLOW = dict(cells=BALANCED_CELLS, gammas=(0.3, 0.6, 0.85), depths=(2, 3, 6), replicates={250: 48, 1000: 12})
+
+
+def _level_profile(spec, d, place):
+    p = S.profile(spec, d, place)
+    edges = np.concatenate([[0], np.cumsum(spec.counts(d))])
+    return np.array([p[edges[k]:edges[k + 1]].sum() for k in range(len(spec.levels))])
+
+
+def _balanced_theory(spec, place, g, depth):
+    """Limit values of the sample fields: a -> A_kappa, |P beta_t|^2 -> 1 - A_kappa,
+    |X^+ eps|^2 -> sigma^2/kappa, c^(L-1) and the risk (anisotropic_numerics.ft_balanced)."""
+    levels, fractions = np.array(spec.levels), np.array(spec.fractions)
+    level_p = _level_profile(spec, DIMS[-1], place)
+    out = N.ft_balanced(levels, level_p, g, THETA, SIGMA, depth, weights=fractions)
+    k = N.kappa(levels, g, fractions)
+    return {"a": out["a"], "signal": 1 - out["a"], "noise_norm": SIGMA**2 / k, "scale": out["scale"],
+            "fine_tuning": out["risk"]}
+
+
+def _balanced_monte_carlo(config, seed):
+    """Rows (field, spectrum, place, gamma, L, theory, MeanSE), the means extrapolated in 1/d
+    from d = 250 and 1000 (residue O(1/d^2)); the same samples serve every depth."""
+    rows = []
+    for i, (spec, place) in enumerate(config["cells"]):
+        for j, g in enumerate(config["gammas"]):
+            for depth in config["depths"]:
+                means = {}
+                for k, dim in enumerate(DIMS):
+                    lam, p = spec.eigenvalues(dim), S.profile(spec, dim, place)
+                    out = sim.simulate_balanced_fine_tuning(lam, p, int(round(g * dim)), THETA, SIGMA, depth,
+                                                            config["replicates"][dim],
+                                                            seed=100_000 * seed + 1000 * i + 10 * j + k + 7)
+                    for name in BALANCED_FIELDS:
+                        means.setdefault(name, {})[dim] = stats.mean_se(out[name])
+                theory = _balanced_theory(spec, place, g, depth)
+                d1, d2 = DIMS
+                for name in BALANCED_FIELDS:
+                    est = stats.linear_combination([(d2 / (d2 - d1), means[name][d2]),
+                                                    (-d1 / (d2 - d1), means[name][d1])])
+                    rows.append((name, spec.name, place, g, depth, theory[name], est))
+    return rows
+
+
+def _balanced_check(config, seed):
+    rows = _balanced_monte_carlo(config, seed)
+    failures = []
+    for name, spec, place, g, depth, value, est in rows:
+        critical = bonferroni_t(est.df, len(rows))
+        if not abs(est.mean - value) <= critical * est.se:
+            failures.append((name, spec, place, g, depth, value, est, (est.mean - value) / est.se, critical))
+    assert not failures, failures
+    return rows
+
+
+def test_balanced_fine_tuning_monte_carlo_agrees_with_theory(seed, one_thread):
+    """The balanced end point computed from the data (the root equation with the sample's
+    a = |(I-P) beta_s|^2, b = |beta_sc|^2) at d = 250 and 1000, 10 spectrum/teacher cells,
+    L = 2, 3: every deterministic equivalent it is built on (a, |P beta_t|^2, |X^+ eps|^2,
+    c^(L-1)) and its risk agree with the theory (two-sided t, Bonferroni over all rows,
+    family-wise false-alarm rate 1e-3).  Power: the c = 1 scale is rejected in some cell."""
+    rows = _balanced_check(BALANCED_DEFAULT, seed)
+    rejected = sum(abs(est.mean - 1.0) > bonferroni_t(est.df, len(rows)) * est.se
+                   for name, *_, value, est in rows if name == "scale")
+    assert rejected > 0
+
+
+@pytest.mark.slow
+def test_balanced_fine_tuning_monte_carlo_many_points(seed, one_thread):
+    _balanced_check(BALANCED_SLOW, seed)
+
+
+#: points (gamma, theta, sigma, frac, r, w_r) of the two-level balanced results
+BALANCED_POINTS = [(0.4, 0.7, 0.5, 0.3, 4.0, 0.3), (0.8, 1.2, 1.5, 0.6, 0.2, 0.9), (0.15, 0.3, 0.05, 0.1, 12.0, 0.0)]
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 8])
+def test_general_spectrum_balanced_numerics_equal_the_two_level_results(depth):
+    """The compiled sums over an eigenvalue array (anisotropic_numerics.ft_balanced) equal the
+    registered two-level closed forms (kappa from the quadratic, c from its ImplicitRoot)."""
+    for g, th, s, fr, rr, w in BALANCED_POINTS:
+        out = N.ft_balanced(np.array([rr, 1.0]), np.array([w, 1 - w]), g, th, s, depth, weights=np.array([fr, 1 - fr]))
+        point = dict(gamma=g, theta=th, sigma=s, frac=fr, r=rr, w_r=w, L=depth)
+        assert out["risk"] == pytest.approx(FT_EXACT.evaluate(**point), rel=1e-10)
+        assert out["transferability"] == pytest.approx(T_FT_EXACT.evaluate(**point), rel=1e-9, abs=1e-13)
+
+
+def test_balanced_results_reduce_to_c_1_at_one_layer_and_isotropic_at_r_1():
+    """L = 1 is the c = 1 form, r = 1 the isotropic ft.transferability_exact; sigma = 0 gives
+    c = 1 (the c = 1 risk at any depth); with noise c^(L-1) grows with L, and at these points
+    (2 cos theta > c^(L-1) + ...) T decreases with depth."""
+    for g, th, s, fr, rr, w in BALANCED_POINTS:
+        two = dict(gamma=g, theta=th, sigma=s, frac=fr, r=rr, w_r=w)
+        assert FT_EXACT.evaluate(**two, L=1) == pytest.approx(FT.evaluate(**two), rel=1e-12)
+        assert T_FT_EXACT.evaluate(**two, L=1) == pytest.approx(T_FT.evaluate(**two), rel=1e-10, abs=1e-14)
+        quiet = dict(two, sigma=0.0)
+        assert FT_EXACT.evaluate(**quiet, L=4) == pytest.approx(FT.evaluate(**quiet), rel=1e-10, abs=1e-14)
+        iso = dict(two, r=1.0)
+        for depth in (2, 5):
+            assert T_FT_EXACT.evaluate(**iso, L=depth) == pytest.approx(
+                ff.get("ft.transferability_exact").evaluate(gamma=g, theta=th, sigma=s, L=depth), rel=1e-10, abs=1e-14)
+        t = [T_FT_EXACT.evaluate(**two, L=depth) for depth in (1, 2, 4, 16)]
+        assert all(x > y for x, y in zip(t, t[1:])), t
+    # above the threshold fine-tuning is scratch
+    assert FT_EXACT.evaluate(gamma=2.0, theta=0.5, sigma=0.5, frac=0.3, r=4.0, w_r=0.3, L=3) == pytest.approx(
+        SC.evaluate(gamma=2.0, sigma=0.5, frac=0.3, r=4.0, w_r=0.3), rel=1e-14)
+    assert T_FT_EXACT.evaluate(gamma=1.5, theta=0.5, sigma=0.5, frac=0.3, r=4.0, w_r=0.3, L=3) == 0
+
+
+def test_balanced_root_is_stable_at_large_depth_and_named_on_bad_input():
+    """c^(L-1) from the logarithmic root equation stays finite at L = 2000 and solves
+    c^(2L) - a c^(2L-2) - b = 0 (checked in logarithms); bad a, b, L are refused by name."""
+    for a_v, b_v in ((0.6, 0.5), (1e-6, 40.0), (0.99, 1e-4)):
+        for depth in (2, 7, 2000):
+            s = N.balanced_scale(a_v, b_v, depth)
+            c2 = s ** (2 / (depth - 1))  # c^2
+            # c^(2L-2) (c^2 - a) = b, in logarithms
+            assert math.log(s**2) + math.log(c2 - a_v) == pytest.approx(math.log(b_v), rel=1e-9, abs=1e-12)
+    assert N.balanced_scale(0.6, 0.5, 1) == 1.0
+    assert T_FT_EXACT.evaluate(gamma=0.5, theta=0.7, sigma=0.5, frac=0.3, r=4.0, w_r=0.3, L=2000) > 0
+    for bad, name in (((-0.1, 0.5, 2), "a"), ((0.5, 0.0, 2), "b"), ((0.5, 0.5, 0), "L")):
+        with pytest.raises(ValueError, match=name):
+            N.balanced_scale(*bad)
+    lam, p = S.two_level(0.3, 4.0).eigenvalues(50), S.profile(S.two_level(0.3, 4.0), 50)
+    with pytest.raises(ValueError, match="n_samples"):
+        sim.simulate_balanced_fine_tuning(lam, p, 50, 0.5, 0.5, 2, 2, seed=0)
+    with pytest.raises(ValueError, match="depth"):
+        sim.simulate_balanced_fine_tuning(lam, p, 20, 0.5, 0.5, 0, 2, seed=0)
+    with pytest.raises(ValueError, match="seed"):
+        sim.simulate_balanced_fine_tuning(lam, p, 20, 0.5, 0.5, 2, 2, seed=-1)
+    first = sim.simulate_balanced_fine_tuning(lam, p, 20, 0.5, 0.5, 2, 3, seed=5)
+    again = sim.simulate_balanced_fine_tuning(lam, p, 20, 0.5, 0.5, 2, 3, seed=5)
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+
+
+def test_balanced_deterministic_equivalents_are_derived():
+    """balanced_forms: tr (X X^T)^-1 -> 1/kappa (the lemma's ridgeless limit), and T is
+    bias_sc s (2 cos theta - s); at r = 1 the two-level a, b are the isotropic 1 - gamma and
+    gamma + gamma sigma^2/(1 - gamma)."""
+    forms = A.balanced_forms()
+    assert sp.simplify(forms["b"] - (A.AP + sigma**2 / kappa)) == 0
+    assert sp.cancel(forms["summands"][A.AK] + forms["summands"][A.AP]) == 1  # A_P = 1 - A_kappa
+    parts = A._balanced_two_level()
+    iso = {r: 1, kappa: (1 - gamma) / gamma}
+    assert sp.simplify(parts["a"].subs(iso) - (1 - gamma)) == 0
+    assert sp.simplify(parts["b"].subs(iso) - (gamma + gamma * sigma**2 / (1 - gamma))) == 0

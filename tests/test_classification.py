@@ -327,3 +327,96 @@ def test_exact_depth_fine_tuning_error_matches_the_root_equation(depth):
     margin = mv * (w_par + c ** (depth - 1) * nb * math.cos(th) * alpha) / (nb * c**depth)
     got = ff.get("clf.ft.error_exact").evaluate(gamma=g, theta=th, m=mv, L=depth)
     assert got == pytest.approx(float(Q(margin)), rel=1e-10)
+
+
+# -- label flips ---------------------------------------------------------------------------------
+FLIP = ff.get("clf.scratch.error_flip")
+
+
+def _flip_margin_by_hand(g: float, mv: float, p: float) -> float:
+    """Min-norm least squares on labels flipped with probability p, typed independently:
+    with c = 1 - 2p the label moments are E t^2 = 1, E t s = c m, E s^2 = 1 + m^2, so
+    q(w) = 1 - 2 c m w + (1 + m^2) w^2; below gamma = 1, w_par = gamma c m/(1 + gamma m^2)
+    and |w|^2 = w_par^2 + gamma/(1 - gamma) q(w_par); above, w_par = c m/(1 + m^2) and
+    |w|^2 = w_par^2 + q(w_par)/(gamma - 1)."""
+    c = 1 - 2 * p
+    if g < 1:
+        w = g * c * mv / (1 + g * mv**2)
+        norm2 = w**2 + g / (1 - g) * (1 - 2 * c * mv * w + (1 + mv**2) * w**2)
+    else:
+        w = c * mv / (1 + mv**2)
+        norm2 = w**2 + (1 - 2 * c * mv * w + (1 + mv**2) * w**2) / (g - 1)
+    return mv * w / math.sqrt(norm2)
+
+
+@pytest.mark.parametrize("g, mv, p", [(0.3, 1.0, 0.2), (0.8, 2.0, 0.45), (1.7, 1.5, 0.1), (4.0, 0.5, 0.3)])
+def test_flipped_scratch_error_matches_the_hand_derivation(g, mv, p):
+    want = float(Q(sp.Float(_flip_margin_by_hand(g, mv, p), 30)))
+    assert FLIP.evaluate(gamma=g, m=mv, p_flip=p) == pytest.approx(want, rel=1e-12)
+    # flips cost accuracy on both sides of the peak, none at p = 0
+    assert FLIP.evaluate(gamma=g, m=mv, p_flip=p) > SC.evaluate(gamma=g, m=mv)
+    assert FLIP.evaluate(gamma=g, m=mv, p_flip=0.0) == pytest.approx(SC.evaluate(gamma=g, m=mv), rel=1e-14)
+    assert FLIP.evaluate(gamma=1.0, m=mv, p_flip=p) == 0.5
+
+
+#: (m, gamma, p) of the flipped-label Monte Carlo check
+FLIP_POINTS = [(1.0, 0.5, 0.2), (2.0, 2.0, 0.1), (2.0, 0.5, 0.3)]
+
+
+def test_flipped_scratch_error_agrees_with_monte_carlo(seed, one_thread):
+    # d = 100 and 400, extrapolated in 1/d as in test_scratch_and_fine_tuning_agree_with_monte_carlo
+    rows = []
+    for index, (mv, g, p) in enumerate(FLIP_POINTS):
+        means = {}
+        for dim in DIMS:
+            errors = sim.simulate_errors(int(round(g * dim)), dim, 0.0, mv, REPLICATES[dim], methods=("scratch",),
+                                         seed=1000 * seed + 100 + 10 * index + DIMS.index(dim), flip=p)
+            means[dim] = stats.mean_se(errors["scratch"])
+        rows.append((mv, g, p, FLIP.evaluate(gamma=g, m=mv, p_flip=p), _extrapolated(means)))
+    for mv, g, p, theory, est in rows:
+        critical = bonferroni_t(est.df, len(rows))
+        assert abs(est.mean - theory) <= critical * est.se, (mv, g, p, theory, est, critical)
+        # power: the clean-label error is rejected
+        assert abs(est.mean - SC.evaluate(gamma=g, m=mv)) > critical * est.se, (mv, g, p, est)
+
+
+def test_label_flips_in_the_sampler(seed):
+    mu = sim.class_means(5, 1.0, 0.0)[1]
+    x0, y0 = sim.sample_mixture(4000, mu, seed)
+    x1, y1 = sim.sample_mixture(4000, mu, seed, flip=0.0)
+    np.testing.assert_array_equal(y0, y1)  # no flip, the same stream
+    x2, y2 = sim.sample_mixture(4000, mu, seed, flip=0.25)
+    np.testing.assert_array_equal(x0, x2)  # the inputs keep the clean class means
+    flipped = np.mean(y2 != y0)
+    # binomial(4000, 1/4): SE 0.0068; 5 SE is a false-alarm rate below 1e-6
+    assert abs(flipped - 0.25) < 5 * math.sqrt(0.25 * 0.75 / 4000)
+    for bad in (-0.1, 0.5, 0.7, math.nan, True):
+        with pytest.raises(ValueError, match="flip"):
+            sim.sample_mixture(10, mu, seed, flip=bad)
+    with pytest.raises(ValueError, match="parameter p_flip must be"):
+        FLIP.evaluate(gamma=0.5, m=1.0, p_flip=0.5)
+
+
+def test_logistic_readout_takes_the_sign_of_the_square_loss_readout(seed):
+    """clf.lt.error_finite_logistic: the logistic readout on one feature has the sign of
+    S = sum y_i u_i, as the square-loss readout; checked on 300 small data sets by direct
+    minimisation (scipy), divergent (all y_i u_i > 0 or all < 0) cases included."""
+    from scipy import optimize
+
+    rng = np.random.default_rng(seed)
+    mu_s, mu_t = sim.class_means(6, 0.8, 1.1)
+    f = mu_s / np.linalg.norm(mu_s)
+    diverging = 0
+    for _ in range(300):
+        x, y = sim.sample_mixture(4, mu_t, rng)
+        v = y * (x @ f)
+        if np.all(v > 0) or np.all(v < 0):
+            diverging += 1  # no minimiser: the loss decreases without end along sign(S)
+            assert np.sign(v.sum()) == np.sign(v[0])
+            continue
+        res = optimize.minimize_scalar(lambda a: np.logaddexp(0.0, -a * v).mean(), bracket=(-1.0, 1.0))
+        assert np.sign(res.x) == np.sign(v.sum()), (res.x, v)
+        a_sq = sim.linear_transfer_classifier(x, y, f) @ f
+        assert np.sign(a_sq) == np.sign(res.x)
+    assert 0 < diverging < 300
+    assert ff.get("clf.lt.error_finite_logistic").evaluate(theta=1.1, m=0.8, n=4) == LT_N.evaluate(theta=1.1, m=0.8, n=4)

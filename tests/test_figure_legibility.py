@@ -52,7 +52,7 @@ def quick_figures(tmp_path_factory):
         mp.setattr(style, "save", recording_save)
         plot.render(names, args)
     # a study's figures are named after its module (anisotropic_phase, optimal_k_curves, ...)
-    prefixes = {name: module.split("_")[0] for name, module in plot.STUDY_FIGURES.items()}
+    prefixes = {name: module.split("_")[0] + "_" for name, module in plot.STUDY_FIGURES.items()}
     studies = {stem for stem, *_ in saved if stem.startswith(tuple(prefixes.values()))}
     for name, prefix in prefixes.items():
         assert any(stem.startswith(prefix) for stem in studies), name

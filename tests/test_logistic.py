@@ -305,4 +305,81 @@ def test_markdown_table_marks_degenerate_z():
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[6] == "-"  # degenerate SE: no z
     assert cells[8] == "1.00"  # (0.25 - 0.24) / 0.01
-    assert len(cells) == 14
+    assert len(cells) == 17
+    assert cells[10] == "-" and cells[11] == "-"  # linear transfer has no max-margin limit
+    scratch = dict(row, protocol="scratch", mm_theory=0.3, z_logistic_mm=study._z(stats.MeanSE(0.32, 0.01, 10, 9.0), 0.3),
+                   max_margin=stats.MeanSE(0.31, 0.005, 10, 9.0), z_mm=2.0)
+    cells = [c.strip() for c in study.markdown_table([scratch]).splitlines()[2].strip("|").split("|")]
+    assert cells[10] == "0.3000" and cells[11] == "2.00" and cells[13] == "2.00"
+
+
+def test_max_margin_theory_of_the_table():
+    from featfate_sym.studies import classification_phase as study
+
+    assert math.isnan(study.max_margin_theory(5.0, 1.0))  # beyond gamma*(1) = 3.70
+    assert math.isnan(study.max_margin_theory(0.5, 8.0))  # beyond the result's m <= 6
+    assert 0.25 < study.max_margin_theory(1.0, 1.0) < 0.35
+
+
+# -- (e) absolute error of the deep network: extrapolation in 1/d ----------------------------------
+def _deep_square_extrapolation(dims, reps, seed, cells):
+    """Per cell ``(m, gamma, theta)``: the depth-2 square-loss network's final test errors
+    (scratch, fine-tuning) at each ``d``, fitted by ``a + b/d`` (weighted least squares,
+    :func:`featfate_sym.simulation.classification.extrapolate_inverse_dim`); rows
+    ``(protocol, cell, theory, intercept MeanSE, z)``."""
+    import featfate_sym as ff
+    from featfate_sym import stats
+
+    rows = []
+    for c, (mv, g, th) in enumerate(cells):
+        per = {"scratch": [], "fine_tuning": []}
+        for d in dims:
+            run = lg.run_protocols("square", int(round(g * d)), d, th, mv, reps, seed + 31 * c + d,
+                                   protocols=("scratch", "fine_tuning"), max_steps=40_000)
+            assert run.scratch.converged.all() and run.transfer["fine_tuning"].converged.all()
+            per["scratch"].append(stats.mean_se(run.final_errors("scratch")))
+            per["fine_tuning"].append(stats.mean_se(run.final_errors("fine_tuning")[0]))
+        theory = {"scratch": ff.get("clf.scratch.error").evaluate(gamma=g, m=mv),
+                  "fine_tuning": ff.get("clf.ft.error_exact").evaluate(gamma=g, theta=th, m=mv, L=2)}
+        for protocol, estimates in per.items():
+            fit = est.extrapolate_inverse_dim(dims, estimates)
+            rows.append((protocol, (mv, g, th), theory[protocol], fit, (fit.mean - theory[protocol]) / fit.se))
+    return rows
+
+
+def _check_extrapolation(rows):
+    from featfate_sym import stats
+
+    from checks import FAMILY_ALPHA
+
+    for protocol, cell, theory, fit, z in rows:
+        critical = stats.t_critical(fit.df, FAMILY_ALPHA, len(rows))
+        assert abs(z) <= critical, (protocol, cell, theory, fit, z, critical)
+
+
+def test_deep_square_network_absolute_error_extrapolated(seed):
+    # reduced default: one cell, d = 40 and 80, 12 target sets each.  Statement: the
+    # depth-2 network's end-point error, extrapolated linearly in 1/d to d = oo, equals the
+    # proportional-limit theory (clf.scratch.error; clf.ft.error_exact at L = 2): Student t of
+    # the intercept (SE from the fit, df the smallest replicate df), Bonferroni over the
+    # rows, family-wise false-alarm rate 1e-3.  With two dimensions the fit interpolates
+    # (intercept 2 mean_80 - mean_40, SE sqrt(4 se_80^2 + se_40^2)): no residual to hide in.
+    rows = _deep_square_extrapolation((40, 80), 12, seed, [(1.0, 0.5, 2.0)])
+    _check_extrapolation(rows)
+    # power: chance level (1/2, what a wrong sign or a failed fit would give) is rejected
+    from featfate_sym import stats
+
+    from checks import FAMILY_ALPHA
+
+    for protocol, cell, theory, fit, z in rows:
+        assert abs(fit.mean - 0.5) > stats.t_critical(fit.df, FAMILY_ALPHA, len(rows)) * fit.se, (protocol, fit)
+
+
+@pytest.mark.slow
+def test_deep_square_network_absolute_error_extrapolated_full(seed):
+    # d = 50, 100, 200 (24 target sets each), four cells at m = 1, 2
+    cells = [(1.0, 0.5, 2.0), (1.0, 2.0, math.pi / 4), (2.0, 0.5, math.pi / 4), (2.0, 0.5, 2.0)]
+    rows = _deep_square_extrapolation((50, 100, 200), 24, seed, cells)
+    for row in rows:
+        print(row)
+    _check_extrapolation(rows)

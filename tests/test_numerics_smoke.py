@@ -167,6 +167,12 @@ def test_relu_phase(tmp_path):
     assert f"results: {out}" in proc.stdout
 
 
+def test_bench_step_rule(tmp_path):
+    proc = run("bench_step_rule.py", "--quick", cwd=tmp_path)
+    assert "total new:" in proc.stdout and "total old:" in proc.stdout
+    assert "all converged: True" in proc.stdout
+
+
 def test_bench_relu_table_and_figure(tmp_path):
     figure = tmp_path / "relu.png"
     proc = run("bench_relu.py", "--scale", "tiny", "--mus", "0", "0.5", "--n-values", "10", "--seeds", "2",
@@ -299,3 +305,17 @@ def test_classification_table(tmp_path):
                timeout=900)
     assert proc.stdout.startswith("| m | γ | θ/π | protocol")
     assert "Negative transfer at large" in proc.stdout
+
+
+@pytest.mark.parametrize("script, bad", [
+    ("sgd_transfer_table.py", ("--dim", "1")),
+    ("trunk_fine_tuning_table.py", ("--d", "1")),
+    ("time_course_table.py", ("--quick", "--bogus")),
+])
+def test_table_scripts_help_and_bad_input(tmp_path, script, bad):
+    """The longer study tables (minutes at their defaults; their numbers are checked by
+    tests/test_sgd_transfer.py, test_trunk_fine_tuning.py and test_time_course.py): help
+    prints usage, a bad argument exits with status 2 and one line, no traceback."""
+    assert run(script, "--help", cwd=tmp_path).stdout.startswith("usage: ")
+    proc = run(script, *bad, cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -240,3 +240,44 @@ def test_recorded_values_and_balanced_start(seed):
     assert float(run.recorded[-1].min()) > 0
     with pytest.raises(ValueError, match="gamma must be > 1"):
         stationary_excess_risk(0.5, 1.0, 10, 0.01, 2, replicates=2, burn_in=1, epochs=1, seed=seed)
+
+
+def test_tol_stops_once_every_replicate_interpolates(seed):
+    """L = 2, n < d: with ``tol`` the run stops after the first epoch with every training loss
+    at or below it, long before ``epochs``; the loss history ends there; a bad tol raises."""
+    gen, data = _problem(seed, replicates=3, dim=12, n=6, noise=0.5)
+    weights = balanced_at(data.minimiser + 0.3, 2, gen)
+    run = sgd(weights, data, batch_size=2, epochs=100_000, step_size=0.01, generator=gen, tol=1e-12)
+    assert bool(run.converged.all()) and float(run.loss[-1].max()) <= 1e-12
+    assert float(run.loss[-2].max()) > 1e-12  # it stopped at the first epoch below tol
+    assert run.loss.shape[0] - 1 == run.steps // 3 < 100_000
+    assert float(training_loss(weights, data).max()) <= 1e-12
+    for bad in (0.0, -1.0, True, "1e-9"):
+        with pytest.raises(ValueError, match="tol must be"):
+            sgd([w.clone() for w in weights], data, batch_size=2, epochs=1, step_size=0.01, generator=gen, tol=bad)
+
+
+def test_noise_drift_along_gd_vanishes_for_full_batches_and_flags_non_convergence(seed):
+    """``gradient_descent_with_noise_drift``: B = n without replacement adds no drift (it is
+    GD), B = 1 adds a positive one; its GD run is the simulator's full-batch SGD; a
+    ``max_steps`` too small leaves ``converged`` false; depth 1 is refused."""
+    from featfate_sym.simulation.sgd import gradient_descent_with_noise_drift, imbalance
+
+    gen, data = _problem(seed, replicates=3, dim=12, n=6, noise=0.5)
+    start = balanced_at(data.minimiser + 0.3, 2, gen)
+    a = [w.clone() for w in start]
+    run = gradient_descent_with_noise_drift(a, data, step_size=0.02, schemes=((6, False), (1, True)), tol=1e-20,
+                                            max_steps=200_000)
+    assert bool(run.converged.all())
+    assert float(run.noise[(6, False)].abs().max()) == 0.0 and float(run.noise[(1, True)].min()) > 0
+    b = [w.clone() for w in start]
+    sgd(b, data, batch_size=6, epochs=run.steps, step_size=0.02, generator=gen)
+    for wa, wb in zip(a, b):
+        assert torch.allclose(wa, wb, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(run.imbalance, imbalance(a))
+    short = gradient_descent_with_noise_drift([w.clone() for w in start], data, step_size=0.02,
+                                              schemes=((1, True),), tol=1e-20, max_steps=5)
+    assert short.steps == 5 and not bool(short.converged.any())
+    with pytest.raises(ValueError, match="depth"):
+        gradient_descent_with_noise_drift([data.minimiser.clone()], data, step_size=0.02, schemes=((1, True),),
+                                          tol=1e-20, max_steps=5)

@@ -9,9 +9,11 @@ pretrained features.  See :mod:`featfate_sym.simulation.deep_linear`.
 
 from featfate_sym.simulation.deep_linear import (
     SOLVERS,
+    STEP_RULES,
     EngineOptions,
     Outcome,
     Trial,
+    end_point_budget,
     fine_tune,
     pretrain,
     run_cell,
@@ -45,6 +47,7 @@ from featfate_sym.simulation.training import (
 
 __all__ = [
     "SOLVERS",
+    "STEP_RULES",
     "DescentResult",
     "DivergenceError",
     "DriftMonitor",
@@ -55,6 +58,7 @@ __all__ = [
     "Outcome",
     "Trial",
     "conserved_quantities",
+    "end_point_budget",
     "end_to_end",
     "feature_map",
     "feature_spectrum",

@@ -130,3 +130,60 @@ def simulate_risks(eigenvalues, profile, n_samples: int, theta: float, noise_std
         out["lt_conditional"][i] = r_inf + (r_inf + noise_std**2) / (n - 2)
         out["lt_chi2"][i] = (a - s_st / s_ss) ** 2 * float(u @ u) / (r_inf + noise_std**2)
     return out
+
+
+#: what :func:`simulate_balanced_fine_tuning` returns per replicate
+BALANCED_FIELDS = ("fine_tuning", "scratch", "a", "b", "signal", "noise_norm", "scale")
+
+
+def simulate_balanced_fine_tuning(eigenvalues, profile, n_samples: int, theta: float, noise_std: float,
+                                  depth: int, replicates: int, seed) -> dict[str, np.ndarray]:
+    """The balanced-flow end point of fine-tuning at depth ``L``, computed from the data.
+
+    End point (``ft.transferability_exact``; the argument holds for any design):
+    ``beta_ft = beta_sc + c^(L-1) (I - P) beta_s`` with ``beta_sc = X^+ y``, ``P = X^+ X``
+    and ``c`` the positive root of ``c^(2L) - a c^(2L-2) - b = 0`` for this sample's
+    ``a = |(I-P) beta_s|^2`` and ``b = |beta_sc|^2`` (solved by
+    :func:`featfate_sym.anisotropic_numerics.balanced_scale`).  ``n_samples < d``
+    (below the threshold: above it ``P = I`` and fine-tuning is scratch).
+
+    Returns arrays of length ``replicates``: ``fine_tuning`` and ``scratch`` (excess risks in
+    the ``Sigma`` metric), ``a``, ``b``, ``signal`` (``|P beta_t|^2``), ``noise_norm``
+    (``|X^+ eps|^2``) and ``scale`` (``c^(L-1)``) -- each the sample value whose deterministic
+    equivalent the theory uses.
+    """
+    from featfate_sym.anisotropic_numerics import balanced_scale
+
+    lam, p = check_profile(eigenvalues, profile)
+    n = _positive_int("n_samples", n_samples)
+    depth = _positive_int("depth", depth)
+    replicates = _positive_int("replicates", replicates)
+    d = lam.size
+    if n >= d:
+        raise ValueError(f"parameter n_samples must be < d = {d} (below the threshold; got {n})")
+    if not (isinstance(theta, (int, float, np.floating)) and 0 <= theta <= math.pi):
+        raise ValueError(f"parameter theta must be in [0, pi] (got {theta!r})")
+    if not (isinstance(noise_std, (int, float, np.floating)) and math.isfinite(noise_std) and noise_std >= 0):
+        raise ValueError(f"parameter noise_std must be in [0, inf) (got {noise_std!r})")
+    rng = _generator(seed)
+    beta_s_all, beta_t_all = teachers(lam, p, float(theta), replicates, rng)
+    root = np.sqrt(lam)
+    out = {name: np.empty(replicates) for name in BALANCED_FIELDS}
+    for i in range(replicates):
+        beta_s, beta_t = beta_s_all[i], beta_t_all[i]
+        x = rng.standard_normal((n, d)) * root
+        eps = noise_std * rng.standard_normal(n)
+        # one factorisation for the four right-hand sides: P beta_s, P beta_t, X^+ eps
+        sol = _min_norm(x, np.stack([x @ beta_s, x @ beta_t, eps], axis=1), "gram")
+        proj_s, proj_t, pinv_eps = sol[:, 0], sol[:, 1], sol[:, 2]
+        beta_sc = proj_t + pinv_eps
+        null_s = beta_s - proj_s
+        a = float(null_s @ null_s)
+        b = float(beta_sc @ beta_sc)
+        scale = balanced_scale(a, b, depth)
+        out["fine_tuning"][i] = excess_risk(beta_sc + scale * null_s, beta_t, lam)
+        out["scratch"][i] = excess_risk(beta_sc, beta_t, lam)
+        out["a"][i], out["b"][i], out["scale"][i] = a, b, scale
+        out["signal"][i] = float(proj_t @ proj_t)
+        out["noise_norm"][i] = float(pinv_eps @ pinv_eps)
+    return out

@@ -15,6 +15,11 @@ Estimators (the end points of the training protocols):
 - fine-tuning (``c = 1`` end point): ``w = X^+ y + (I - P) beta_s``, ``P = X^+ X``, with
   ``beta_s = mu_s / (1 + |mu_s|^2)`` the population source minimiser.
 
+Label flips: ``flip = p`` (``0 <= p < 1/2``) flips each *training* label independently
+with probability ``p`` (``y -> -y``; the inputs keep the clean class means); the test
+errors stay those of the clean target mixture.  The pretraining (population source) is
+clean.
+
 Every random function takes a NumPy ``Generator`` or an integer seed (one generator per
 call; no global state).
 """
@@ -28,6 +33,7 @@ from scipy.special import ndtr
 
 __all__ = [
     "METHODS",
+    "check_flip",
     "class_means",
     "sample_mixture",
     "test_error",
@@ -37,6 +43,8 @@ __all__ = [
     "fine_tuned_classifier",
     "simulate_errors",
     "simulate_linear_transfer_errors",
+    "deep_fine_tuning_errors",
+    "extrapolate_inverse_dim",
 ]
 
 #: the estimators :func:`simulate_errors` can compute
@@ -82,13 +90,26 @@ def class_means(dim: int, norm: float, angle: float) -> tuple[np.ndarray, np.nda
     return mu_s, mu_t
 
 
-def sample_mixture(n_samples: int, mean: np.ndarray, seed) -> tuple[np.ndarray, np.ndarray]:
-    """``n_samples`` draws ``(x, y)``: ``y = +-1`` equiprobable, ``x = y mean + z``."""
+def check_flip(flip) -> float:
+    """The label-flip probability, validated: ``0 <= flip < 1/2`` (``ValueError`` naming it)."""
+    if isinstance(flip, bool) or not isinstance(flip, (int, float, np.integer, np.floating)) or not (
+            math.isfinite(flip) and 0 <= flip < 0.5):
+        raise ValueError(f"flip (p_flip) must be in [0, 1/2) (got {flip!r})")
+    return float(flip)
+
+
+def sample_mixture(n_samples: int, mean: np.ndarray, seed, flip: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """``n_samples`` draws ``(x, y)``: ``y = +-1`` equiprobable, ``x = y mean + z``; with
+    ``flip = p`` the returned label is ``-y`` with probability ``p``, independently.  At
+    ``flip = 0`` no flip is drawn (the same stream as without flips)."""
     n_samples = _check_positive_int("n_samples", n_samples)
+    flip = check_flip(flip)
     rng = _generator(seed)
     mean = np.asarray(mean, dtype=float)
     y = rng.choice(np.array([-1.0, 1.0]), size=n_samples)
     x = y[:, None] * mean[None, :] + rng.standard_normal((n_samples, mean.size))
+    if flip > 0:
+        y = np.where(rng.random(n_samples) < flip, -y, y)
     return x, y
 
 
@@ -151,12 +172,15 @@ def simulate_errors(
     replicates: int,
     seed,
     methods=METHODS,
+    flip: float = 0.0,
 ) -> dict[str, np.ndarray]:
-    """Exact test errors of the chosen estimators on ``replicates`` independent target sets.
+    """Exact test errors of the chosen estimators on ``replicates`` independent target sets
+    (training labels flipped with probability ``flip``).
 
     Returns ``{method: array of shape (replicates,)}``; the methods share each target set
     (paired replicates).
     """
+    flip = check_flip(flip)
     n_samples = _check_positive_int("n_samples", n_samples)
     replicates = _check_positive_int("replicates", replicates)
     unknown = set(methods) - set(METHODS)
@@ -167,7 +191,7 @@ def simulate_errors(
     rng = _generator(seed)
     out = {name: np.empty(replicates) for name in methods}
     for r in range(replicates):
-        x, y = sample_mixture(n_samples, mu_t, rng)
+        x, y = sample_mixture(n_samples, mu_t, rng, flip)
         if "scratch" in out:
             out["scratch"][r] = test_error(min_norm_classifier(x, y), mu_t)
         if "linear_transfer" in out:
@@ -215,8 +239,10 @@ def deep_fine_tuning_errors(
     replicates: int,
     *,
     seed: int,
+    flip: float = 0.0,
 ) -> dict[str, np.ndarray]:
-    """Fine-tuning a deep linear network on the square loss of a Gaussian mixture.
+    """Fine-tuning a deep linear network on the square loss of a Gaussian mixture
+    (target training labels flipped with probability ``flip``).
 
     The network (depth ``depth >= 2``) is pretrained by gradient descent from small
     balanced initialisation on the *population* source loss ``E (w.x - y)^2 = w^T (I +
@@ -251,7 +277,7 @@ def deep_fine_tuning_errors(
         top_eigenvalue=batch(1.0 + norm**2), n_samples=0)
     options = EngineOptions()
     pretrained, pre_run = pretrain(source, int(depth), generator, options)
-    x, y = zip(*(sample_mixture(n_samples, mu_t, rng) for _ in range(replicates)))
+    x, y = zip(*(sample_mixture(n_samples, mu_t, rng, flip) for _ in range(replicates)))
     target = tasks._statistics(torch.as_tensor(np.stack(x)), torch.as_tensor(np.stack(y)), keep_design=False)
     weights, ft_run = fine_tune(pretrained, target, options)
     deep = Trial.end_to_end(weights).numpy()
@@ -262,3 +288,30 @@ def deep_fine_tuning_errors(
         "c1": np.array([test_error(w, mu_t) for w in c1]),
         "converged": (pre_run.converged & ft_run.converged).numpy(),
     }
+
+
+def extrapolate_inverse_dim(dims, estimates):
+    """Weighted least-squares fit ``mean(d) = a + b/d`` to Monte Carlo means at several
+    dimensions, weights ``1/SE^2``; returns the intercept ``a`` (the ``d -> oo`` value) as a
+    :class:`featfate_sym.stats.MeanSE` with its SE from ``(X^T W X)^{-1}`` (the SEs taken as
+    known), ``n`` the total replicates and ``df`` the smallest replicate ``df`` (a
+    conservative Student-t reference).  Needs at least two distinct dimensions and positive
+    SEs (``ValueError`` otherwise)."""
+    from featfate_sym.stats import MeanSE
+
+    dims = np.asarray(dims, dtype=float)
+    if dims.ndim != 1 or dims.size < 2 or np.unique(dims).size < 2 or not np.all(dims > 0):
+        raise ValueError(f"dims must hold at least two distinct positive dimensions (got {dims!r})")
+    if len(estimates) != dims.size:
+        raise ValueError(f"estimates must have one entry per dimension ({len(estimates)} vs {dims.size})")
+    means = np.array([e.mean for e in estimates], dtype=float)
+    ses = np.array([e.se for e in estimates], dtype=float)
+    if not np.all(np.isfinite(means)) or not np.all(np.isfinite(ses) & (ses > 0)):
+        raise ValueError("estimates need finite means and positive finite SEs")
+    design = np.column_stack([np.ones_like(dims), 1.0 / dims])
+    weights = 1.0 / ses**2
+    normal = design.T @ (weights[:, None] * design)
+    cov = np.linalg.inv(normal)
+    coef = cov @ (design.T @ (weights * means))
+    return MeanSE(float(coef[0]), float(math.sqrt(cov[0, 0])), int(sum(e.n for e in estimates)),
+                  float(min(e.df for e in estimates)))

@@ -27,7 +27,8 @@ isotropic one-source protocol above, draw for draw):
 * ``source_tasks = k > 1``: ``k`` source teachers at angle ``theta`` to the target
   (:func:`~featfate_sym.simulation.tasks.make_multi_source_teachers`), pretraining of a
   ``k``-output network (:mod:`featfate_sym.simulation.multi_output`) and linear transfer
-  on its frozen trunk; scratch is unchanged and fine-tuning is refused (see
+  on its frozen trunk; scratch is unchanged, all-layer fine-tuning starts from the trunk
+  with linear transfer's readout and fine-tuning some layers is refused (see
   :func:`run_protocols`).
 
 Training is gradient descent to convergence with the adaptive step of
@@ -79,13 +80,16 @@ from featfate_sym.simulation import multi_output, tasks
 from featfate_sym.simulation.monitors import conserved_quantities
 from featfate_sym.simulation.training import DescentResult, gradient_descent, small_init
 
-__all__ = ["SOLVERS", "EngineOptions", "whitened_problem", "Trial", "Outcome", "pretrain", "train_scratch", "fine_tune",
+__all__ = ["SOLVERS", "STEP_RULES", "EngineOptions", "end_point_budget", "whitened_problem", "Trial", "Outcome", "pretrain", "train_scratch", "fine_tune",
            "run_protocols", "run_cell", "cell_settings"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 #: training solvers (see the module docstring)
 SOLVERS = ("gd", "whitened")
+
+#: fine-tuning step rules (see :class:`EngineOptions` and :func:`fine_tune`)
+STEP_RULES = ("end_point", "drift_control", "plain")
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,23 @@ class EngineOptions:
     stability limit 2 with a margin, and takes about 1.5x fewer steps than the
     descent-lemma step 1 (measured: 321 vs 475 scratch steps at d = 60, gamma = 0.5).
     ``rank_tol``: the linear-transfer rank rule (``None``: ``sqrt(alpha)``).
-    ``fine_tune_drift_control``: the level ``rho`` of the step reduction that keeps
+    ``fine_tune_step_rule``: how all-layer fine-tuning chooses its step (see
+    :func:`fine_tune`): ``"end_point"`` (default) the largest step whose predicted shift of
+    the end point stays below ``end_point_accuracy``, and no control where the end point
+    does not depend on the step; ``"drift_control"`` the former balance control below (kept
+    for comparisons); ``"plain"`` the adaptive step alone.
+    ``end_point_accuracy`` (``epsilon``, default 5e-4): the bound on ``|beta_end -
+    beta_balanced|`` the end-point rule keeps, to first order in the drift.  It moves
+    ``T_ft`` by at most ``epsilon (2 |beta_end - beta_t| + epsilon)``.  On a cover of the
+    paper grid's ``gamma < 1`` cells (``d = 500``, 20 replicates; ``python
+    numerics/bench_step_rule.py --se-grid``) the standard error of a cell's mean ``T_ft`` is
+    3.3e-3 to 1.4e-2 and ``|beta_end - beta_t| <= 1.38``, so the bound is at most 0.22 of
+    the cell's SE (worst at ``gamma = 0.9``, ``theta = pi/40``, ``sigma = 0.2``) and at most
+    1.4e-3; the shifts measured at ``d = 500`` are 1.5e-4 to 3e-4, below 0.05 SE.  Halving
+    ``epsilon`` about doubles the fine-tuning steps of a ``gamma < 1`` cell (the count is
+    about ``4 E_0 / (K B)``, :mod:`featfate_sym.simulation.training`).
+    ``fine_tune_drift_control`` (used by ``fine_tune_step_rule = "drift_control"`` only):
+    the level ``rho`` of the former step reduction that keeps
     fine-tuning balanced, so that it ends where gradient flow ends (``None`` to turn it
     off; see :mod:`featfate_sym.simulation.training`); ``"auto"``: 1e-2 for ``gd``, 3e-3
     for ``whitened``, whose steps are larger along the weak directions of ``Sxx`` and
@@ -132,10 +152,18 @@ class EngineOptions:
     rank_tol: float | None = None
     fine_tune_drift_control: float | str | None = "auto"
     solver: str = "gd"
+    fine_tune_step_rule: str = "end_point"
+    end_point_accuracy: float = 5e-4
 
     def __post_init__(self):
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {', '.join(SOLVERS)} (got {self.solver!r})")
+        if self.fine_tune_step_rule not in STEP_RULES:
+            raise ValueError(f"fine_tune_step_rule must be one of {', '.join(STEP_RULES)} "
+                             f"(got {self.fine_tune_step_rule!r})")
+        if isinstance(self.end_point_accuracy, bool) or not isinstance(self.end_point_accuracy, (int, float)) \
+                or not 0 < self.end_point_accuracy < math.inf:
+            raise ValueError(f"end_point_accuracy must be a number in (0, inf) (got {self.end_point_accuracy!r})")
 
     def resolved(self, dtype: torch.dtype) -> "EngineOptions":
         single = dtype == torch.float32
@@ -185,11 +213,11 @@ def whitened_problem(data: tasks.RegressionData, tol: float) -> tuple[tasks.Regr
     return tasks.whitened(data), tol / max(1.0, float(data.top_eigenvalue.max()))
 
 
-def _descend(weights, data, opts, tol, device, dtype, drift_control=None, trainable=None):
+def _descend(weights, data, opts, tol, device, dtype, drift_control=None, trainable=None, drift_budget=None):
     """Train ``weights`` in place with the solver of ``opts``; the result reports the
     loss of ``data`` itself (see "Solvers" in the module docstring)."""
     settings = dict(max_steps=opts.max_steps, step_scale=opts.step_scale, check_every=opts.check_every,
-                    trainable=trainable)
+                    trainable=trainable, drift_budget=drift_budget)
     if opts.solver == "gd" or data.sxx is None:
         return gradient_descent(
             weights, tasks.to_device(data, device, dtype), tol=tol, drift_control=drift_control, **settings
@@ -226,6 +254,63 @@ def train_scratch(
     return _descend_from_small_init(data, depth, generator, opts, opts.tol, device, dtype)
 
 
+def end_point_budget(pretrained: list[torch.Tensor], data: tasks.RegressionData, accuracy: float) -> torch.Tensor:
+    """The drift allowance ``B = epsilon / S`` of the end-point step rule (per replicate,
+    float64, CPU; ``inf`` where the end point does not depend on the imbalance).
+
+    Regime: all-layer fine-tuning of a rank-one pretrained network (small initialisation,
+    ``W_1 = v u_1^T``, ``W_l = varsigma_l u_{l-1} u_l^T``), ``n < d`` (``data.projector``
+    set).  On that invariant ansatz (``ft.transferability_gd``) ``(I - P) v`` is frozen,
+    the deeper scales stay equal (``c`` at the end), and the end point ``beta = beta* +
+    c^(L-1) (I - P) v`` has ``c`` the root of
+
+        ``h(c) = a + b c^(2-2L) - c^2 = Delta``,  ``a = |(I - P) v|^2 = |(I - P) beta_s|^2 /
+        |b_1|^2``, ``b = |beta*|^2``,
+
+    ``Delta = tr D_1`` at the end (``ft.transferability_gd``'s ``end_imbalance``; ``Delta =
+    Delta_0``, the pretrained value, for balanced flow).  A drift ``D`` of ``Delta`` moves the
+    end point, to first order, by ``|d beta| = S |D|`` with
+
+        ``S = (L - 1) c^(L-2) sqrt(a) / |h'(c)| = (L - 1) c^(L-2) sqrt(a) / (2 c + 2 (L - 1) b
+        c^(1-2L))``
+
+    (the implicit-function slope ``dc/dDelta = 1/h'(c)``, the registered ``scale_slope``,
+    times ``d beta / dc``), evaluated at the balanced root.  ``B = epsilon / S`` keeps
+    ``|beta_end - beta_balanced| <= epsilon`` to first order.  The root of the decreasing
+    ``h`` is found by bisection in ``log c``; a root outside ``[e^-30, e^30]`` raises
+    ``ArithmeticError``.
+    """
+    if not 0 < accuracy < math.inf:
+        raise ValueError(f"end_point_accuracy must be in (0, inf) (got {accuracy!r})")
+    depth = len(pretrained)
+    w = [x.to(torch.float64).cpu() for x in pretrained]
+    right = w[-1]
+    for layer in reversed(w[1:-1]):
+        right = (layer @ right.unsqueeze(-1)).squeeze(-1)  # b_1 = W_2 ... W_L
+    beta_s = (w[0] @ right.unsqueeze(-1)).squeeze(-1)
+    proj = data.projector.to(torch.float64).cpu()
+    null = beta_s - (proj @ beta_s.unsqueeze(-1)).squeeze(-1)
+    a = ((null * null).sum(-1) / (right * right).sum(-1)).numpy()
+    b = (data.minimiser.to(torch.float64).cpu() ** 2).sum(-1).numpy()
+    delta0 = ((w[0] ** 2).flatten(1).sum(-1) - (w[1] ** 2).flatten(1).sum(-1)).numpy()
+
+    def h(log_c):
+        return a + b * np.exp((2 - 2 * depth) * log_c) - np.exp(2 * log_c) - delta0
+
+    lo, hi = np.full_like(a, -30.0), np.full_like(a, 30.0)
+    if not (np.all(h(lo) >= 0) and np.all(h(hi) <= 0)):
+        raise ArithmeticError("the balanced end-point scale c lies outside [e^-30, e^30]")
+    for _ in range(80):  # the bracket shrinks to 60 / 2^80 in log c
+        mid = 0.5 * (lo + hi)
+        above = h(mid) > 0
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    c = np.exp(0.5 * (lo + hi))
+    slope = (depth - 1) * c ** (depth - 2) * np.sqrt(a) / (2 * c + 2 * (depth - 1) * b * c ** (1 - 2 * depth))
+    # S = 0 (no null-space part): the end point does not depend on Delta, no limit
+    budget = np.where(slope > 0, accuracy / np.where(slope > 0, slope, 1.0), np.inf)
+    return torch.from_numpy(budget)
+
+
 def fine_tune(
     pretrained: list[torch.Tensor],
     data: tasks.RegressionData,
@@ -241,8 +326,27 @@ def fine_tune(
     Training only the last layer is linear transfer (by descent); training only the
     first moves ``beta`` by linear gradient flow from ``beta_s`` (the frozen product
     scales the rate), so it ends at ``X^+ y + (I - P) beta_s`` whatever the balance
-    (``ft.transferability_first_layer``).  The balance control of all-layer fine-tuning is
-    used whenever two or more layers train, where the end point depends on the balance.
+    (``ft.transferability_first_layer``).
+
+    Step rule (``options.fine_tune_step_rule``; the stability cap ``step_scale / H`` always
+    applies).  ``"end_point"``, from the first-order law of ``ft.transferability_gd``
+    (a step changes ``tr D_1`` by exactly ``eta^2 (|G_1|^2 - |G_2|^2)``, ``dln.conservation``,
+    and the end point moves with the accumulated change):
+
+    * no control where the end point does not depend on the step: one trained layer (no
+      imbalance between trained layers), and a target problem with a unique minimiser
+      (``data.projector is None``: ``n >= d`` with full-rank ``Sxx``, or the population
+      loss), where every run ends at ``beta*``;
+    * all layers with ``n < d``: the drift is metered and each step is the largest whose
+      predicted end-point shift stays within the budget ``B = epsilon / S`` of
+      :func:`end_point_budget` (the rule of :mod:`featfate_sym.simulation.training`,
+      "End-point step rule"); guaranteed: the metered drift stays below ``B``, so
+      ``|beta_end - beta_balanced| <= epsilon`` to first order in the drift
+      (``DescentResult.drift`` reports it);
+    * two or more, but not all, layers: no sensitivity is derived there; the former
+      balance control (``fine_tune_drift_control``) is kept.
+
+    ``"drift_control"``: the former control for two or more layers; ``"plain"``: none.
     """
     opts = options.resolved(dtype)
     depth = len(pretrained)
@@ -252,8 +356,15 @@ def fine_tune(
         raise ValueError(f"layers must be distinct integers in [1, {depth}] (1-based; got {layers!r})")
     trainable = None if len(chosen) == depth else tuple(int(l) - 1 for l in chosen)
     weights = _to(pretrained, device, dtype)
-    control = opts.fine_tune_drift_control if len(chosen) >= 2 else None
-    return weights, _descend(weights, data, opts, opts.tol, device, dtype, control, trainable)
+    rule = opts.fine_tune_step_rule
+    control, budget = None, None
+    if rule == "drift_control" or (rule == "end_point" and 2 <= len(chosen) < depth):
+        control = opts.fine_tune_drift_control if len(chosen) >= 2 else None
+    elif rule == "end_point" and len(chosen) == depth >= 2 and data.projector is not None:
+        budget = end_point_budget(pretrained, data, opts.end_point_accuracy)
+        if bool(torch.isinf(budget).all()):
+            budget = None
+    return weights, _descend(weights, data, opts, opts.tol, device, dtype, control, trainable, budget)
 
 
 @dataclass
@@ -398,9 +509,10 @@ def run_protocols(
     target (drawn after it), a ``k``-output network pretrained on their population loss
     (``source_samples`` must be ``None``) and linear transfer on its trunk ``W_1 ...
     W_{L-1}`` (``rank_lt`` counts the feature directions kept, ``k`` when pretraining
-    converged).  Fine-tuning (all or some layers) from a ``k``-output network is not
-    defined by the paper (no single-output network to start from) and is refused for
-    ``k > 1``.  For ``L >= 3`` the ``k``-output pretraining learns the weaker source
+    converged).  All-layer fine-tuning from a ``k``-output network starts from its trunk
+    with the linear-transfer readout (:func:`~featfate_sym.simulation.multi_output.
+    fine_tune_from_trunk`: the paper defines no single-output network to start from);
+    fine-tuning some layers is refused for ``k > 1``.  For ``L >= 3`` the ``k``-output pretraining learns the weaker source
     modes after a plateau whose length grows like ``1 / init_scale`` (measured at ``L =
     3``, ``d = 60``, ``k = 3``, ``theta = 0.6``, isotropic, whitened: 590 / 3120 steps at
     ``init_scale`` 1e-2 / 1e-3, no progress on the weaker modes in 2e4 steps at 1e-5), so it needs a larger
@@ -420,10 +532,11 @@ def run_protocols(
         raise ValueError(f"source_tasks must be an integer k >= 1 (got {source_tasks!r})")
     k = int(source_tasks)
     if k > 1:
-        refused = [p.name for p in chosen if p.pretrained and p.tag != "lt"]
+        refused = [p.name for p in chosen if p.pretrained and p.tag not in ("lt", "ft")]
         if refused:
-            raise ValueError(f"source_tasks = k > 1 runs scratch and linear_transfer only: fine-tuning a "
-                             f"k-output pretrained network is not defined (got {', '.join(refused)} with k = {k})")
+            raise ValueError(f"source_tasks = k > 1 runs scratch, linear_transfer and fine_tune (all layers, from "
+                             f"the trunk with the linear-transfer readout) only: fine-tuning some layers of a "
+                             f"k-output network is not defined (got {', '.join(refused)} with k = {k})")
         if source_samples is not None:
             raise ValueError(f"source_samples must be None (the population source) for source_tasks k > 1 "
                              f"(got source_samples = {source_samples!r} with k = {k})")

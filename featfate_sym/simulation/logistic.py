@@ -75,7 +75,7 @@ import numpy as np
 import torch
 from scipy import optimize
 
-from featfate_sym.simulation.classification import class_means, sample_mixture
+from featfate_sym.simulation.classification import check_flip, class_means, sample_mixture
 from featfate_sym.simulation.training import (
     DivergenceError,
     end_to_end,
@@ -98,6 +98,7 @@ __all__ = [
     "pretrain_population",
     "feature_basis",
     "run_protocols",
+    "simulate_max_margin_errors",
 ]
 
 #: the training losses
@@ -181,7 +182,8 @@ def max_margin_direction(x: np.ndarray, y: np.ndarray, tol: float = 1e-10) -> Ma
     """The hard-margin SVM direction from its dual, ``max_a 1^T a - |A^T a|^2/2``, ``a >= 0``,
     ``A = diag(y) X`` (no bias, so no equality constraint), ``w = A^T a``.
 
-    Two stages.  (1) L-BFGS-B with the bounds ``a >= 0``.  (2) Polish on its active set
+    Two stages.  (1) One non-negative least-squares problem (:func:`_dual_by_nnls`, exact
+    active-set termination; L-BFGS-B with the bounds ``a >= 0`` if it fails).  (2) Polish on its active set
     ``S`` (margins ``y_i w.x_i <= 1 + 1e-3``): ``a_S`` solves ``A_S A_S^T a_S = 1`` (least
     squares); if ``a_S >= 0`` and every margin of ``w = A_S^T a_S`` is ``>= 1 - 1e-9``, the KKT
     conditions hold (stationarity and complementary slackness by construction), and this
@@ -201,10 +203,12 @@ def max_margin_direction(x: np.ndarray, y: np.ndarray, tol: float = 1e-10) -> Ma
         ka = gram @ a
         return 0.5 * a @ ka - a.sum(), ka - 1.0
 
-    res = optimize.minimize(objective, np.zeros(x.shape[0]), jac=True, method="L-BFGS-B",
-                            bounds=[(0.0, None)] * x.shape[0],
-                            options={"ftol": 1e-16, "gtol": tol, "maxiter": 100_000, "maxcor": 50})
-    a = np.clip(res.x, 0.0, None)
+    a, message = _dual_by_nnls(a_mat)
+    if a is None:
+        res = optimize.minimize(objective, np.zeros(x.shape[0]), jac=True, method="L-BFGS-B",
+                                bounds=[(0.0, None)] * x.shape[0],
+                                options={"ftol": 1e-16, "gtol": tol, "maxiter": 100_000, "maxcor": 50})
+        a, message = np.clip(res.x, 0.0, None), res.message
     w = a_mat.T @ a
     margins = a_mat @ w
     active = margins <= 1 + 1e-3
@@ -218,16 +222,42 @@ def max_margin_direction(x: np.ndarray, y: np.ndarray, tol: float = 1e-10) -> Ma
             margins = a_mat @ w
     low = float(margins.min())
     if not low > 0:
-        raise ArithmeticError(f"max-margin dual did not converge: min margin {low:.3g} ({res.message})")
+        raise ArithmeticError(f"max-margin dual did not converge: min margin {low:.3g} ({message})")
     w_feasible = w / min(low, 1.0)
     primal = 0.5 * float(w_feasible @ w_feasible)
     dual = float(a.sum() - 0.5 * w @ w)
     gap = (primal - dual) / primal
     if gap > max(tol, 1e-8):
-        raise ArithmeticError(f"max-margin dual did not converge: certified gap {gap:.3g} ({res.message})")
+        raise ArithmeticError(f"max-margin dual did not converge: certified gap {gap:.3g} ({message})")
     norm = math.sqrt(2 * primal)
     return MaxMargin(direction=w_feasible / norm, margin=1 / norm,
                      support=int(np.sum(a > 1e-6 * a.max())), gap=float(max(gap, 0.0)))
+
+
+def _dual_by_nnls(a_mat: np.ndarray):
+    """The SVM dual optimum from one non-negative least-squares problem (Lawson-Hanson,
+    ``scipy.optimize.nnls``, finite active-set termination): with ``a = s b``, ``1^T b = 1``,
+    the dual value is ``s - s^2 |A^T b|^2/2``, maximal at ``s = 1/|A^T b|^2``, so the dual
+    direction ``b`` minimises ``|A^T b|`` on the simplex; ``min_{a >= 0} |A^T a|^2 + (1^T a - 1)^2``
+    has, along each ``b``, the value ``c/(1 + c)``, ``c = |A^T b|^2``, increasing in ``c``: the
+    same minimiser.  Returns ``(a, message)``, ``a = None`` if NNLS fails (the caller then
+    falls back on L-BFGS-B); the caller certifies the result either way."""
+    n, dim = a_mat.shape
+    system = np.vstack([a_mat.T, np.ones((1, n))])
+    target = np.zeros(dim + 1)
+    target[-1] = 1.0
+    try:
+        b, _ = optimize.nnls(system, target, maxiter=50 * n)
+    except RuntimeError as exc:  # iteration limit
+        return None, str(exc)
+    total = b.sum()
+    if not total > 0:
+        return None, "NNLS returned zero"
+    b = b / total
+    c = float(np.sum((a_mat.T @ b) ** 2))
+    if not c > 0:
+        return None, "NNLS direction has |A^T b| = 0"
+    return b / c, "NNLS"
 
 
 def logistic_minimiser(x: np.ndarray, y: np.ndarray, tol: float = 1e-10, max_iter: int = 200) -> np.ndarray:
@@ -645,6 +675,7 @@ def run_protocols(
     grad_tol: float | None = None,
     step_scale: float = 0.5,
     record_points: int = 30,
+    flip: float = 0.0,
 ) -> ProtocolRun:
     """Scratch, linear transfer and fine-tuning of depth-``depth`` linear networks (width
     ``width``, default ``dim``) on ``replicates`` independent target sets of ``n_samples``
@@ -657,7 +688,9 @@ def run_protocols(
     transfer uses :data:`LT_GRAD_TOL` (``1e-10``) on the projected readout gradient
     (:func:`feature_basis`; its one-dimensional problem is non-separable unless all
     ``y_i x_i . mu_s`` share a sign).  At most ``max_steps`` steps.  Errors are recorded at
-    :func:`record_steps` ``(max_steps, record_points)``.
+    :func:`record_steps` ``(max_steps, record_points)``.  ``flip``: each target training
+    label is flipped with probability ``flip`` (``0 <= flip < 1/2``; errors on the clean
+    mixture; pretraining on the clean population).
     """
     loss = _loss_name(loss)
     n_samples = _int_at_least("n_samples", n_samples, 1)
@@ -672,10 +705,11 @@ def run_protocols(
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)} (got {sorted(unknown)[0]!r})")
+    flip = check_flip(flip)
     rng, gen = _seeds(_seed(seed))
     means = [class_means(dim, norm, a) for a in angles]
     mu_t = means[0][1]
-    xs, ys = zip(*(sample_mixture(n_samples, mu_t, rng) for _ in range(replicates)))
+    xs, ys = zip(*(sample_mixture(n_samples, mu_t, rng, flip) for _ in range(replicates)))
     x_np, y_np = np.stack(xs), np.stack(ys)
     separable = np.array([is_separable(a, b) for a, b in zip(x_np, y_np)])
     mm = [max_margin_direction(a, b) if s else None for a, b, s in zip(x_np, y_np, separable)]
@@ -711,5 +745,37 @@ def run_protocols(
             weights = [w.clone() for w in pre]
             transfer["fine_tuning"] = descend(weights, sample, mu_t_t, grad_tol=tol, reference=ref, **common)
     options = dict(depth=depth, width=width, init_scale=init_scale, max_steps=max_steps, grad_tol=tol,
-                   step_scale=step_scale, n_samples=n_samples, dim=dim, norm=norm, seed=seed)
+                   step_scale=step_scale, n_samples=n_samples, dim=dim, norm=norm, seed=seed, flip=flip)
     return ProtocolRun(loss, angles, scratch, transfer, separable, mm, mm_error, x_np, y_np, pre_beta, options)
+
+
+# -- the max-margin classifier on fresh target sets ------------------------------------------
+def simulate_max_margin_errors(
+    n_samples: int, dim: int, norm: float, replicates: int, seed: int, *, flip: float = 0.0,
+) -> dict[str, np.ndarray]:
+    """The hard-margin SVM (:func:`max_margin_direction`) on ``replicates`` independent
+    target sets of ``n_samples`` pairs (class-mean norm ``norm``, labels flipped with
+    probability ``flip``): per set, ``separable`` (LP) and the exact test error of the
+    max-margin direction on the clean mixture (``nan`` where not separable).  Seeded."""
+    n_samples = _int_at_least("n_samples", n_samples, 1)
+    dim = _int_at_least("dim", dim, 2)
+    replicates = _int_at_least("replicates", replicates, 1)
+    flip = check_flip(flip)
+    rng = np.random.default_rng(np.random.SeedSequence(_seed(seed)))
+    mu_t = class_means(dim, norm, 0.0)[1]
+    separable = np.zeros(replicates, dtype=bool)
+    error = np.full(replicates, np.nan)
+    for r in range(replicates):
+        x, y = sample_mixture(n_samples, mu_t, rng, flip)
+        if is_separable(x, y):
+            separable[r] = True
+            direction = max_margin_direction(x, y).direction
+            error[r] = float(_exact_error(direction, mu_t))
+    return {"separable": separable, "error": error}
+
+
+def _exact_error(w: np.ndarray, mu_t: np.ndarray) -> float:
+    """Exact test error ``Phi(-(w . mu_t)/|w|)`` (scipy's ``ndtr``)."""
+    from scipy.special import ndtr
+
+    return float(ndtr(-(w @ mu_t) / np.linalg.norm(w)))

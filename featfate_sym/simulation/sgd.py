@@ -28,6 +28,13 @@ from the residuals; a non-finite value, or a loss above ``blowup`` times
 :class:`~featfate_sym.simulation.training.DivergenceError` naming the step and the batch
 size.  (SGD's loss fluctuates, so the full-batch rule "twice its best value" would be
 wrong here.)
+
+The layer imbalance (``ft.transferability_sgd``): :func:`imbalance` is ``tr D_1 = |W_1|^2 -
+|W_2|^2``, which any step changes by exactly ``eta^2 (|G_1|^2 - |G_2|^2)``;
+:func:`gradient_descent_with_noise_drift` runs full-batch gradient descent and sums, along
+it, the expected extra drift a minibatch of each sampling scheme would add (the first-order
+prediction for the sampled data); :func:`sampling_factor` is the covariance factor of a
+minibatch mean.
 """
 
 from __future__ import annotations
@@ -40,7 +47,8 @@ import torch
 from featfate_sym.simulation.tasks import RegressionData
 from featfate_sym.simulation.training import DivergenceError, matvec, rmatvec
 
-__all__ = ["SGDResult", "sgd", "training_loss", "balanced_at", "stationary_excess_risk", "apply_gradient"]
+__all__ = ["SGDResult", "sgd", "training_loss", "balanced_at", "stationary_excess_risk", "apply_gradient",
+           "imbalance", "sampling_factor", "NoiseDrift", "gradient_descent_with_noise_drift"]
 
 
 @dataclass
@@ -60,6 +68,8 @@ class SGDResult:
     #: ``record(weights)`` after every epoch, shape ``(epochs + 1, R)`` (row 0 at the start);
     #: ``None`` when no ``record`` was given
     recorded: torch.Tensor | None = None
+    #: with ``tol``: whether each replicate's training loss ended at or below ``tol``
+    converged: torch.Tensor | None = None
 
 
 def _right_products(weights):
@@ -141,6 +151,7 @@ def sgd(
     trainable: tuple[int, ...] | None = None,
     blowup: float = 1e8,
     record=None,
+    tol: float | None = None,
 ) -> SGDResult:
     """Train ``weights`` in place by minibatch SGD on the data set of ``data``.
 
@@ -149,7 +160,10 @@ def sgd(
     ``trainable`` (0-based layer indices, default all) as in
     :func:`~featfate_sym.simulation.training.gradient_descent`.  ``record``: an optional
     function of the weights returning one number per replicate (a tensor ``(R,)``, for
-    instance the test risk), evaluated at the start and after every epoch.  ``data`` must keep its
+    instance the test risk), evaluated at the start and after every epoch.  ``tol``: when
+    given, training stops after the first epoch at which every replicate's full training loss
+    is at or below ``tol`` (``epochs`` is then the most that are run; in the interpolating
+    regime the loss reaches 0 and the weights stop moving).  ``data`` must keep its
     design (``sample_regression(..., keep_design=True)``, the default).  Bad arguments
     raise ``ValueError`` naming the argument; divergence raises ``DivergenceError``.
     """
@@ -163,6 +177,8 @@ def sgd(
     step_size = _number(step_size, "step_size", positive=True)
     if not blowup > 1:
         raise ValueError(f"blowup must be > 1 (got {blowup!r})")
+    if tol is not None and not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and tol > 0):
+        raise ValueError(f"tol must be a number > 0 or None (got {tol!r})")
     depth = len(weights)
     training = [True] * depth if trainable is None else [l in set(trainable) for l in range(depth)]
     ref = weights[-1]
@@ -201,10 +217,13 @@ def sgd(
                 f"SGD diverged in epoch {epoch + 1} (replicate {r}) with step size eta = {step_size:.6g}, "
                 f"batch size B = {batch_size}; training loss {float(loss[r]):.6g}"
             )
+        if tol is not None and bool((loss <= tol).all()):
+            break
     loss = torch.stack(history)
     excess = loss[-1].to(torch.float64).cpu() - data.min_loss.to(torch.float64).cpu()
     return SGDResult(loss=loss.to(torch.float64).cpu(), excess=excess, steps=steps, step_size=step_size,
-                     batch_size=batch_size, recorded=None if recorded is None else torch.stack(recorded))
+                     batch_size=batch_size, recorded=None if recorded is None else torch.stack(recorded),
+                     converged=None if tol is None else (loss[-1] <= tol).cpu())
 
 
 def balanced_at(beta: torch.Tensor, depth: int, generator: torch.Generator, *, width: int | None = None) -> list[torch.Tensor]:
@@ -261,3 +280,109 @@ def stationary_excess_risk(gamma: float, sigma: float, dim: int, eta: float, bat
     run = sgd(weights, data, batch_size=batch_size, epochs=epochs, step_size=eta, generator=gen,
               replacement=True, record=excess)
     return np.asarray(run.recorded[1:].mean(0))
+
+
+# -- the layer imbalance and its minibatch drift (ft.transferability_sgd) ------------------------
+def imbalance(weights: list[torch.Tensor]) -> torch.Tensor:
+    """``tr D_1 = |W_1|_F^2 - |W_2|_F^2`` per replicate (``(R,)``; ``L >= 2``).  On the rank-one
+    ansatz of fine-tuning (``W_1 = v u_1^T``, deeper scales ``varsigma``) it is ``Delta =
+    |v|^2 - varsigma^2``.  A step with any gradient ``g = dloss/dbeta`` changes it by exactly
+    ``eta^2 (|G_1|_F^2 - |G_2|_F^2)``: the linear terms ``<W_l, G_l> = g . beta`` are equal
+    for every layer."""
+    if len(weights) < 2:
+        raise ValueError("imbalance needs a network of depth L >= 2")
+    first, second = weights[0], weights[1]
+    return (first * first).sum((-2, -1)) - (second * second).reshape(second.shape[0], -1).sum(-1)
+
+
+def sampling_factor(n: int, batch_size: int, replacement: bool) -> float:
+    """The per-step mean, over an epoch of :func:`sgd`, of the factor in ``Cov(minibatch mean
+    gradient) = factor (M - gbar gbar^T)`` (``ft.transferability_sgd``, extras
+    ``sampling_factor`` and ``without_replacement_factor``): ``1/B`` with replacement (every
+    batch has ``B`` rows); without, ``(n - b)/(b (n - 1))`` for a batch of ``b`` rows (a
+    uniform ``b``-subset, marginally), averaged over the ``ceil(n/B)`` batches of the epoch,
+    whose last one has ``n mod B`` rows when ``B`` does not divide ``n``."""
+    n = _number(n, "n", integer=True, minimum=1)
+    batch_size = _number(batch_size, "batch_size", integer=True, minimum=1)
+    if batch_size > n:
+        raise ValueError(f"batch_size must be in [1, n] = [1, {n}] (got {batch_size})")
+    if replacement:
+        return 1.0 / batch_size
+    if n == 1:
+        return 0.0
+    sizes = [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
+    return sum((n - b) / (b * (n - 1)) for b in sizes) / len(sizes)
+
+
+@dataclass
+class NoiseDrift:
+    """Outcome of :func:`gradient_descent_with_noise_drift`: the imbalance ``tr D_1`` at the
+    end of the full-batch run, the summed expected extra drift ``sum_k eta^2 E[noise_k]`` of
+    minibatch SGD along it (one entry per sampling scheme asked for), the steps made and
+    whether every replicate converged."""
+
+    imbalance: torch.Tensor
+    noise: dict
+    steps: int
+    converged: torch.Tensor
+
+
+def gradient_descent_with_noise_drift(weights: list[torch.Tensor], data: RegressionData, *, step_size: float,
+                                      schemes: tuple[tuple[int, bool], ...], tol: float,
+                                      max_steps: int) -> NoiseDrift:
+    """Full-batch gradient descent on ``(1/n)|X beta - y|^2`` (in place, residuals from the
+    design) accumulating, at every step, the expected extra imbalance drift that minibatch
+    sampling would add at the same weights: ``eta^2 factor [|b_1|^2 (tr M - |gbar|^2) -
+    |b_2|^2 (tr(W_1^T M W_1) - |W_1^T gbar|^2)]`` with ``M = (4/n) sum_i r_i^2 x_i x_i^T``
+    (from the residuals; no proportional-limit approximation), ``b_l = W_{l+1} ... W_L``,
+    ``factor`` of :func:`sampling_factor` for each ``(B, replacement)`` in ``schemes``.
+    Summed along the gradient-descent run this is the first-order (in the noise) prediction
+    of ``E[Delta_SGD(end)] - Delta_GD(end)`` for the sampled data.  Stops when every
+    replicate's loss is at or below ``tol``, or after ``max_steps`` (then ``converged`` is
+    false where it is not)."""
+    if data.design is None or data.labels is None:
+        raise ValueError("data must keep its design and labels (sample_regression(..., keep_design=True))")
+    if len(weights) < 2:
+        raise ValueError("the imbalance drift needs a network of depth L >= 2")
+    step_size = _number(step_size, "step_size", positive=True)
+    max_steps = _number(max_steps, "max_steps", integer=True, minimum=1)
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0 (got {tol!r})")
+    design, labels = data.design.to(weights[0].dtype), data.labels.to(weights[0].dtype)
+    n = design.shape[-2]
+    factors = {scheme: sampling_factor(n, *scheme) for scheme in schemes}
+    depth = len(weights)
+    training = [True] * depth
+    sums = {scheme: torch.zeros(design.shape[0], dtype=torch.float64) for scheme in schemes}
+    row_sq = (design * design).sum(-1)  # |x_i|^2, (R, n)
+    converged = torch.zeros(design.shape[0], dtype=torch.bool)
+    steps = 0
+    projected = None
+    for steps in range(1, max_steps + 1):
+        if projected is None or steps % 512 == 0:
+            # rows x_i^T W_1, (R, n, d_1): formed afresh now and then, between times updated by
+            # the rank-one change of W_1 (a d^2 product per step would dominate the cost)
+            projected = design @ weights[0]
+        right = _right_products(weights)
+        residual = (design @ right[0].unsqueeze(-1)).squeeze(-1) - labels  # (R, n)
+        loss = (residual * residual).mean(-1)
+        converged = loss <= tol
+        if bool(converged.all()):
+            steps -= 1
+            break
+        if not bool(torch.isfinite(loss).all()):
+            raise DivergenceError(f"gradient descent diverged at step {steps} with step size eta = {step_size:.6g}")
+        g = (2.0 / n) * (residual.unsqueeze(-2) @ design).squeeze(-2)  # (R, d)
+        b1 = (right[1] * right[1]).reshape(right[1].shape[0], -1).sum(-1)
+        b2 = torch.ones_like(b1) if depth == 2 else (right[2] * right[2]).reshape(right[2].shape[0], -1).sum(-1)
+        tr_m = 4.0 * (residual * residual * row_sq).mean(-1)
+        tr_wmw = 4.0 * (residual * residual * (projected * projected).sum(-1)).mean(-1)
+        wg = rmatvec(weights[0], g)
+        spread = b1 * (tr_m - (g * g).sum(-1)) - b2 * (tr_wmw - (wg * wg).sum(-1))
+        for scheme, factor in factors.items():
+            sums[scheme] += (step_size**2 * factor) * spread.to(torch.float64)
+        # W_1 <- W_1 - eta g b_1^T, so X W_1 <- X W_1 - eta (X g) b_1^T
+        projected = projected - step_size * (design @ g.unsqueeze(-1)) * right[1].unsqueeze(-2)
+        apply_gradient(weights, right, g, step_size, training)
+    return NoiseDrift(imbalance=imbalance(weights).to(torch.float64), noise=sums, steps=steps,
+                      converged=converged)

@@ -43,7 +43,8 @@ G_{l+1}^T)`` per step (see :mod:`featfate_sym.simulation.monitors`); summed over
 this is about ``eta`` times the loss decrease, so it is made almost entirely while the
 loss is large.  Where the end point depends on the balance (fine-tuning: the null-space
 part of ``beta`` scales with ``|beta|^((L-1)/L)`` only for a balanced network) the option
-``drift_control = rho`` scales the step by ``min(1, rho' / excess)``: the drift is cut by
+``drift_control = rho`` (the former fine-tuning control, kept for comparisons; the
+end-point step rule below replaces it) scales the step by ``min(1, rho' / excess)``: the drift is cut by
 about ``rho' (1 + log(E_0 / rho')) / E_0`` while the slow late phase, which sets the
 number of steps, keeps the full step.  The level is ``rho' = rho max(1, |beta*|^2)``:
 relative to the weights, the imbalance a step makes is about its loss decrease over
@@ -55,6 +56,36 @@ grows with ``|beta*|^2``.  Measured with the level ``rho`` itself (step_scale = 
 end point) by 0.017 / 0.019 with the plain adaptive step, 0.004 / 0.003 with ``rho =
 0.1``, 0.0007 / 0.0005 with ``rho = 0.01`` (for 1.5-3x the steps) and 1e-4 with ``rho =
 0.001`` (10-20x the steps); the error is proportional to the step, as the drift law says.
+
+End-point step rule (``drift_budget``).  For all-layer fine-tuning the end point depends
+on the layer imbalance ``Delta = tr D_1 = |W_1|^2 - |W_2|^2`` (``ft.transferability_gd``),
+and the exact one-step law (``dln.conservation``; the ``eta``-linear terms cancel because
+``tr(W_l^T G_l) = g . beta`` for every layer) changes it by
+
+    ``eta_k^2 f_k``,  ``f_k = |G_1|^2 - |G_2|^2 = |g|^2 |b_1|^2 - |W_1^T g|^2 |b_2|^2``
+
+(``b_2 = 1`` for ``L = 2``), which the loop meters exactly: ``drift_budget`` is the
+per-replicate allowance ``B`` of the accumulated ``sum_k eta_k^2 |f_k|`` (the caller
+derives it from an end-point accuracy, :func:`featfate_sym.simulation.deep_linear.
+end_point_budget`).  The drift still to come is bounded by the energy identity: ``|f| <=
+|G_1|^2 + |G_2|^2 <= |grad|^2`` and one step lowers the excess by ``eta |grad|^2`` (the
+flow's ``d excess/dt = -|grad|^2``; the descent lemma gives ``eta |grad|^2 (1 - eta
+H/2)``), so a schedule that takes the step ``eta(E)`` at excess ``E`` adds at most ``int_0^E
+eta(E') dE'`` from excess ``E`` on.  Among the schedules ``eta = mu E^(-p)`` the number of
+steps to spend a budget ``B`` from ``E_0``, ``E_0 / (K B p (1 - p))`` (with ``K = |grad|^2 /
+excess`` constant and ``|f| = |grad|^2``), is smallest at ``p = 1/2``, whose future drift is ``2 mu sqrt(E)``.  Re-planned
+at every step with the budget left, ``B_k = B - sum_{j<k} eta_j^2 |f_j|``, this is
+
+    ``eta_k = min(step_scale / H, B_k / (2 excess_k + B_k H / 2), sqrt(B_k / |f_k|))``:
+
+``B_k / (2 excess_k)`` is the plan's step, the term ``B_k H / 2`` the descent-lemma
+correction (it lets the step reach the cap as the excess vanishes), the last term a
+backstop that never lets one step overdraw the budget, so the metered drift stays below
+``B`` exactly (reported as ``DescentResult.drift``).  The step grows like
+``excess^(-1/2)`` and reaches the cap ``step_scale / H`` once ``excess_k <= B_k H (1 / (2
+step_scale) - 1/4)``; from there the run is plain descent.  The step count is about ``4
+E_0 / (K B)``, against ``(1 + ln(E_0 / rho')) E_0 / (K B)`` for the ``drift_control``
+schedule below at the same drift.
 
 Convergence: the loss above its least-squares minimum is
 ``Loss - Loss_min = (beta - beta*)^T Sxx (beta - beta*) = (beta - beta*) . g / 2``
@@ -95,7 +126,9 @@ class DescentResult:
 
     ``step_size`` is the step used at the last update of each replicate (the step is
     adaptive); ``loss`` the final training loss; ``excess`` the loss above the
-    least-squares minimum; ``steps`` the number of updates made.
+    least-squares minimum; ``steps`` the number of updates made; ``drift`` the metered
+    imbalance drift ``sum_k eta_k^2 |f_k|`` of the end-point step rule (``None`` when the
+    run had no ``drift_budget``).
     """
 
     steps: torch.Tensor
@@ -103,6 +136,7 @@ class DescentResult:
     excess: torch.Tensor
     step_size: torch.Tensor
     converged: torch.Tensor
+    drift: torch.Tensor | None = None
 
 
 def matvec(weight: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
@@ -220,6 +254,7 @@ def gradient_descent(
     check_every: int = 10,
     step_size: float | None = None,
     drift_control: float | None = None,
+    drift_budget: torch.Tensor | None = None,
     monitor=None,
     trainable: tuple[int, ...] | None = None,
 ) -> DescentResult:
@@ -229,7 +264,10 @@ def gradient_descent(
     divergence check.  ``step_size`` replaces the adaptive step by a fixed one (the
     conventional protocol, for comparisons).  ``drift_control`` (a loss level ``rho``)
     multiplies the adaptive step by ``min(1, rho max(1, |beta*|^2) / excess)``: see "Balance" in the module
-    docstring.  ``monitor``, if given, is called as ``monitor(eta, grads)`` before
+    docstring (the former fine-tuning control, kept for comparisons).  ``drift_budget``
+    (shape ``(R,)``, > 0, ``inf`` for no limit) is the allowance ``B`` of the end-point step
+    rule of the module docstring; it needs layers 1 and 2 trained and excludes
+    ``drift_control`` and ``step_size``.  ``monitor``, if given, is called as ``monitor(eta, grads)`` before
     each update with the per-replicate step and the dense layer gradients (slow; for
     the conserved-quantity monitor and tests).  ``trainable`` (0-based layer indices,
     default all) updates only those layers; the others stay frozen, and the step keeps
@@ -245,6 +283,15 @@ def gradient_descent(
         raise ValueError(f"step_size must be > 0 (got {step_size})")
     depth = len(weights)
     training = [True] * depth if trainable is None else [l in set(trainable) for l in range(depth)]
+    if drift_budget is not None:
+        if depth < 2 or not (training[0] and training[1]):
+            raise ValueError("drift_budget needs L >= 2 with layers 1 and 2 trained (it meters tr D_1)")
+        if drift_control is not None or step_size is not None:
+            raise ValueError("drift_budget excludes drift_control and step_size (one step rule at a time)")
+        drift_budget = torch.as_tensor(drift_budget, dtype=weights[-1].dtype).to(weights[-1].device)
+        if drift_budget.shape != (weights[-1].shape[0],) or bool((torch.isnan(drift_budget) | (drift_budget <= 0)).any()):
+            raise ValueError(f"drift_budget must be a tensor of shape (R,) = ({weights[-1].shape[0]},) with entries "
+                             f"in (0, inf] (got shape {tuple(drift_budget.shape)})")
     ref = weights[-1]
     replicates = ref.shape[0]
     device, dtype = ref.device, ref.dtype
@@ -265,6 +312,9 @@ def gradient_descent(
     masks = _bound_masks(depth, device)
     if drift_control is not None:
         drift_level = drift_control * (beta_star * beta_star).sum(-1).clamp_min(1.0)
+    if drift_budget is not None:
+        spent = torch.zeros(replicates, dtype=dtype, device=device)
+        unlimited = torch.isinf(drift_budget)
 
     for step in range(max_steps + 1):
         right = _right_products(weights)
@@ -299,6 +349,18 @@ def gradient_descent(
             if drift_control is not None:
                 now = 0.5 * ((beta - beta_star) * g).sum(-1)
                 eta = eta * (drift_level / torch.maximum(now, drift_level))
+            if drift_budget is not None:
+                # |G_1|^2 - |G_2|^2 from the rank-one factors (b_2 = 1 for L = 2)
+                second = rmatvec(weights[0], g)
+                b2_sq = (right[2] * right[2]).sum(-1) if depth > 2 else torch.ones_like(eta)
+                f = (g * g).sum(-1) * (right[1] * right[1]).sum(-1) - (second * second).sum(-1) * b2_sq
+                left_budget = torch.where(unlimited, torch.ones_like(spent), (drift_budget - spent).clamp_min(0))
+                now = (0.5 * ((beta - beta_star) * g).sum(-1)).clamp_min(0)
+                fit = left_budget / (2 * now + 0.5 * left_budget * bound)
+                backstop = torch.where(f.abs() > 0, (left_budget / f.abs().clamp_min(torch.finfo(dtype).tiny)).sqrt(),
+                                       torch.full_like(f, float("inf")))
+                eta = torch.where(unlimited, eta, torch.minimum(eta, torch.minimum(fit, backstop)))
+                spent = spent + eta * eta * f.abs()
         else:
             eta = active.to(dtype) * step_size
         last_eta = torch.where(active, eta, last_eta)
@@ -322,7 +384,8 @@ def gradient_descent(
                 w.sub_(eta.unsqueeze(-1) * left)
             else:
                 b = right[l + 1]
-                next_left = rmatvec(w, left)
+                # W_1^T g is already formed by the end-point step rule
+                next_left = second if (l == 0 and drift_budget is not None) else rmatvec(w, left)
                 a2 = (left * left).sum(-1)
                 b2 = (b * b).sum(-1)
                 dot = (left * wb).sum(-1)
@@ -337,4 +400,5 @@ def gradient_descent(
         excess=excess.to(torch.float64).cpu(),
         step_size=last_eta.to(torch.float64).cpu(),
         converged=(steps < max_steps).cpu() | (excess <= tol).cpu(),
+        drift=None if drift_budget is None else spent.to(torch.float64).cpu(),
     )

@@ -129,7 +129,7 @@ def steps_to_converge(dim, replicates, gamma, depth, dtype, max_steps, fixed_ste
 
     from featfate_sym.simulation import (EngineOptions, gradient_descent, make_teachers, population_data, pretrain,
                                          sample_regression, small_init)
-    from featfate_sym.simulation.deep_linear import whitened_problem
+    from featfate_sym.simulation.deep_linear import end_point_budget, whitened_problem
     from featfate_sym.simulation.tasks import to_device
 
     gen = torch.Generator().manual_seed(1)
@@ -146,11 +146,13 @@ def steps_to_converge(dim, replicates, gamma, depth, dtype, max_steps, fixed_ste
         ("scratch", [w.to(dtype) for w in small_init(replicates, dim, depth, gen, scale=opts.init_scale)]),
         ("fine-tune", [w.clone() for w in pre]),
     ):
-        # the engine's settings: fine-tuning keeps its balance control (adaptive runs only)
-        control = opts.fine_tune_drift_control if (label == "fine-tune" and fixed_step is None) else None
+        # the engine's settings: fine-tuning takes the end-point step rule (adaptive runs, n < d only)
+        budget = None
+        if label == "fine-tune" and fixed_step is None and raw.projector is not None:
+            budget = end_point_budget(pre, raw, opts.end_point_accuracy)
         t0 = time.perf_counter()
         run = gradient_descent(
-            init, data, tol=opts.tol, max_steps=max_steps, step_size=fixed_step, drift_control=control
+            init, data, tol=opts.tol, max_steps=max_steps, step_size=fixed_step, drift_budget=budget
         )
         out[label] = (run, time.perf_counter() - t0)
     return out

@@ -53,10 +53,41 @@ tables are in the closing note of the README):
   diagrams carry over to square-loss classification, the band at ``gamma = 1`` included;
   with the logistic loss the linear-transfer boundary moves to smaller ``theta`` and the
   band at ``gamma = 1`` disappears.
+- Logistic loss, theory.  On separable data (``gamma < gamma*(m)``, ``clf.separability_threshold``:
+  3.70 at ``m = 1``, 20.7 at ``m = 2``, Cover's 2 as ``m -> 0``) logistic GD converges in
+  direction to the max-margin classifier from *any* initialisation (Soudry et al. 2018; Ji
+  & Telgarsky 2019), so in the direction limit fine-tuning ends where scratch does:
+  ``T_ft -> 0``, and the logistic fine-tuning gains and losses above are finite-time
+  effects that shrink (logarithmically in the loss) as training goes on.  The max-margin
+  error (``clf.scratch.error_max_margin``, the cited CGMT fixed point, solved as one root
+  equation derived by SymPy) is smooth through ``gamma = 1`` (``m = 1``: 0.320, 0.298,
+  0.282 at ``gamma = 1/2, 1, 2``; ``m = 2``: 0.082, 0.070, 0.062), which is why the
+  logistic loss has no anomalous band; the simulated SVM agrees (``d = 200``, 10 target
+  sets: 0.298 +- 0.004 at ``m = 1, gamma = 1``; 0.280 +- 0.004 at ``gamma = 2``; 0.087 +-
+  0.003 at ``m = 2, gamma = 1/2``; extrapolated in ``1/d`` in the slow test).  It equals the
+  min-norm least-squares error at small ``gamma`` (every point a support vector), beats it
+  around the peak, and loses to it at large ``gamma``, where least squares approaches the
+  Bayes error (``m = 1``: equal near ``gamma = 2``; 0.274 against 0.240 at ``gamma = 3``).
+  Linear transfer is loss-independent: the logistic readout on the frozen feature has the
+  sign of the square-loss one, so its error is ``clf.lt.error_finite`` exactly at every
+  ``n`` (``clf.lt.error_finite_logistic``); the losses' ``T_lt`` differ only through the
+  scratch side.
+- Label flips (probability ``p`` per training label).  Square-loss scratch
+  (``clf.scratch.error_flip``, derived: only ``E y s`` changes, to ``(1 - 2p) m``) keeps its
+  peak of 1/2 at ``gamma = 1`` and loses accuracy elsewhere (``m = 1``, ``gamma = 1/2``:
+  0.342, 0.382, 0.446 at ``p = 0, 0.1, 0.3``), while linear transfer's ``n -> oo`` error
+  does not change, so flips enlarge the region where transfer helps.  The max-margin side
+  with flips has no theory here (the flipped fixed point has two unknowns and no one-root
+  reduction) and is simulated (``simulate_max_margin_errors(..., flip=p)``; ``m = 2``,
+  ``gamma = 1/2``, ``d = 100``, 10 sets: 0.079 +- 0.003 clean, 0.188 +- 0.015 at ``p = 0.1``,
+  where the least-squares theory gives 0.124 and 0.241): flips hurt the max-margin classifier more in
+  relative terms, but it stays ahead near the peak; all protocols take ``flip=`` in
+  :func:`featfate_sym.simulation.logistic.run_protocols`.
 
 Reference: Tahir, Ganguli & Rotskoff, arXiv 2410.08194 (regression phase diagrams);
 Soudry et al., JMLR 2018 and Ji & Telgarsky, ICLR 2019 (implicit bias of the logistic
-loss).
+loss); Deng, Kammoun & Thrampoulidis 2019 and Montanari, Ruan, Sohn & Yan 2019 (max-margin
+asymptotics, cited in ``clf.scratch.error_max_margin``).
 """
 
 from __future__ import annotations
@@ -73,7 +104,7 @@ from featfate_sym.plotting import style
 from featfate_sym.simulation import classification as estimators
 from featfate_sym.simulation import logistic
 
-__all__ = ["CellResult", "simulate_cell", "figures", "table", "markdown_table", "ANSWER"]
+__all__ = ["CellResult", "simulate_cell", "figures", "table", "markdown_table", "max_margin_theory", "ANSWER"]
 
 #: the paragraph of the closing note (see the module docstring for its basis)
 ANSWER = __doc__.split("Findings")[1].split("Reference:")[0].strip()
@@ -289,9 +320,17 @@ def table(ms=(1.0, 2.0), gammas=(0.5, 2.0), angles=(math.pi / 4, 3 * math.pi / 4
                                z_square=_z(est_sq, theory[protocol]), deep_logistic=est_lo,
                                separable=cells["logistic"].separable,
                                logistic_converged=cells["logistic"].converged)
+                    # logistic direction limit on separable data (scratch and fine-tuning):
+                    # the max-margin classifier, cited fixed point clf.scratch.error_max_margin
+                    mm_theory = max_margin_theory(n / dim, mv)
+                    if protocol != "linear_transfer":
+                        row["mm_theory"] = mm_theory
+                        row["z_logistic_mm"] = _z(est_lo, mm_theory) if math.isfinite(mm_theory) else math.nan
                     if protocol == "scratch":
                         mm = cells["logistic"].max_margin
                         row["max_margin"] = stats.mean_se(mm) if np.all(np.isfinite(mm)) else None
+                        row["z_mm"] = (_z(row["max_margin"], mm_theory)
+                                       if row["max_margin"] is not None and math.isfinite(mm_theory) else math.nan)
                     else:
                         t_sq = cells["square"].transferability(protocol)[a_index]
                         t_lo = cells["logistic"].transferability(protocol)[a_index]
@@ -319,18 +358,33 @@ def _fz(z: float) -> str:
     return "-" if math.isnan(z) else f"{z:.2f}"
 
 
+def max_margin_theory(gamma: float, m: float) -> float:
+    """``clf.scratch.error_max_margin`` at ``(gamma, m)``; ``nan`` on the non-separable side
+    (the result's own NaN) and for ``m`` beyond its domain."""
+    result = ff.get("clf.scratch.error_max_margin")
+    if m > float(result.params[1].upper):
+        return math.nan
+    return float(result.evaluate(gamma=gamma, m=m))
+
+
 def markdown_table(rows: list[dict]) -> str:
-    """The rows of :func:`table` as a Markdown table."""
+    """The rows of :func:`table` as a Markdown table.  ``mm theory``: the max-margin error
+    (the logistic direction limit of scratch and fine-tuning); ``z SVM``: the simulated SVM
+    against it; ``z lo``: the logistic network, stopped at a loss of about 1e-20, against it."""
     def f(est):
         return "-" if est is None else f"{est.mean:.4f} ± {est.se:.4f}"
+
+    def g(value):
+        return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
     head = ("| m | γ | θ/π | protocol | theory (square) | MC estimator | z | deep, square | z | "
-            "deep, logistic | max-margin | T theory | T square | T logistic |")
-    lines = [head, "|" + "---|" * 14]
+            "deep, logistic | mm theory | z lo | SVM | z SVM | T theory | T square | T logistic |")
+    lines = [head, "|" + "---|" * 17]
     for r in rows:
         lines.append(
             f"| {r['m']:g} | {r['gamma']:.3g} | {r['theta'] / math.pi:.3g} | {r['protocol']} | {r['theory']:.4f} | "
             f"{f(r['mc'])} | {_fz(r['z_mc'])} | {f(r['deep_square'])} | {_fz(r['z_square'])} | "
-            f"{f(r['deep_logistic'])} | {f(r.get('max_margin'))} | "
+            f"{f(r['deep_logistic'])} | {g(r.get('mm_theory'))} | {_fz(r.get('z_logistic_mm', math.nan))} | "
+            f"{f(r.get('max_margin'))} | {_fz(r.get('z_mm', math.nan))} | "
             f"{'-' if 'T_theory' not in r else format(r['T_theory'], '.4f')} | {f(r.get('T_square'))} | "
             f"{f(r.get('T_logistic'))} |")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ _FAMILY_MODULES = (
     "finite_step",
     "anisotropic",
     "multi_source",
+    "time_course",
 )
 
 for _name in _FAMILY_MODULES:

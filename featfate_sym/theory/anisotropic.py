@@ -578,3 +578,270 @@ def ft_transferability_two_level() -> Derivation:
         Step("kappa substituted; gamma >= 1: P = I, fine-tuning is scratch, T = 0", expr),
     ]
     return Derivation(expr, steps=steps, numeric=_numeric(numeric))
+
+
+# -- fine-tuning at the balanced root, any depth ---------------------------------------------------
+from featfate_sym.symbols import L, a, b, c  # noqa: E402  (depth, root-equation symbols of fine_tuning)
+
+_RESOLVENT = (
+    "deterministic equivalent of the sample-covariance resolvent (cited lemma): for Sigma_hat = "
+    "X^T X/n and ridge lam > 0, lam tr A (Sigma_hat + lam)^-1 -> kappa_lam tr A (Sigma + kappa_lam)^-1 "
+    "for deterministic A of bounded trace norm, with kappa_lam - lam = kappa_lam (1/n) tr Sigma "
+    "(Sigma + kappa_lam)^-1 (the anisotropic local law of Knowles & Yin (2017), Anisotropic local "
+    "laws for random matrices, Probab. Theory Relat. Fields 169; in this form Bach (2024), "
+    "High-dimensional analysis of double descent for linear regression with random projections, "
+    "SIAM J. Math. Data Sci. 6(1), deterministic equivalents of the resolvent; the ridgeless limit "
+    "lam -> 0+ as in Hastie, Montanari, Rosset & Tibshirani (2022)); the exchange of lam -> 0+ with "
+    "d -> oo is not proved here and is checked by Monte Carlo"
+)
+#: sum_i p_i kappa/(lambda_i + kappa): the limit of |(I - P) beta|^2 for a unit teacher of profile p
+AK = sp.Symbol("A_kappa", nonnegative=True)
+#: sum_i p_i lambda_i/(lambda_i + kappa) = 1 - A_kappa: the limit of |P beta|^2, kept as its own
+#: sum of positive terms (1 - A_kappa cancels when gamma -> 0, where A_kappa -> 1)
+AP = sp.Symbol("A_P", nonnegative=True)
+#: the ridge of the resolvent lemma, and (1/d) sum lambda/(lambda + kappa) before the root is taken
+_RIDGE = sp.Symbol("lam_ridge", positive=True)
+_D1 = sp.Symbol("D_1", positive=True)  # tr Sigma (Sigma + kappa)^-1 (not normalised by d)
+_DIM, _NUM = sp.symbols("d_dim n_num", positive=True)
+#: null-space scale c^(L-1) of the balanced end point, as one symbol while assembling
+SCALE = sp.Symbol("s_c", positive=True)
+_BALANCED_REGIME = (
+    _REGIME + "; balanced gradient flow of a depth-L linear network (small pretraining "
+    "initialisation, population source) from the pretrained weights to convergence"
+)
+
+
+@memo
+def balanced_forms() -> dict:
+    """The balanced-flow end point of fine-tuning for any spectrum, traces as symbols.
+
+    End point (the argument of ``ft.transferability_exact``, which uses only that the
+    first layer's gradient lies in the row space of ``X``, true for any ``X``):
+    ``beta_ft = beta_sc + c^(L-1) (I - P) beta_s``, ``c`` the positive root of
+    ``c^(2L) - a c^(2L-2) - b = 0`` with ``a = |(I-P) beta_s|^2``, ``b = |beta_sc|^2``.
+    Deterministic equivalents (gamma < 1, resolvent lemma ``_RESOLVENT``):
+    ``a -> A_kappa = sum p kappa/(lambda + kappa)``, ``b -> 1 - A_kappa + sigma^2/kappa =
+    A_P + sigma^2/kappa`` (``A_P = sum p lambda/(lambda + kappa)``);
+    the risk is the HMRT bias of the teacher ``beta_t - c^(L-1) beta_s`` (energy
+    ``c^(2L-2) - 2 c^(L-1) cos theta + 1`` on the profile ``p``) plus the scratch variance.
+
+    Keys: ``summands`` (``A_kappa``'s and ``A_P``'s summands), ``a``, ``b``, ``energy`` (in ``SCALE`` =
+    ``c^(L-1)``), ``risk`` and ``transferability`` (gamma < 1, in the trace symbols of
+    :func:`trace_forms`, ``kappa``, ``SCALE``), ``steps``.
+    """
+    forms = trace_forms()
+    steps: list[Step] = []
+    steps.append(Step(
+        "end point (ft.transferability_exact): the first layer's gradient X^T r v^T lies in the row "
+        "space of X for any X, so P beta_ft = beta_sc = X^+ y and (I-P) beta_ft = c^(L-1) (I-P) beta_s, "
+        "c^(2L) - a c^(2L-2) - b = 0, a = |(I-P) beta_s|^2, b = |beta_sc|^2; unchanged by the covariance"))
+    # (i) a: I - P = lim_{lam -> 0+} lam (Sigma_hat + lam)^-1 for n < d (the eigenvalues of
+    # X^T X on the row space are positive, on the null space 0), and kappa_lam -> kappa with
+    # (1/n) tr Sigma (Sigma + kappa)^-1 = 1, the root of trace_forms' equation
+    fixed_point = sp.Eq(kappa - _RIDGE, kappa * _D1 / _NUM)
+    (ridge_of_kappa,) = sp.solve(fixed_point, _RIDGE)
+    at_zero = sp.solve(ridge_of_kappa, _D1)
+    if at_zero != [_NUM]:
+        raise ArithmeticError(f"lam -> 0 is not the root tr Sigma (Sigma + kappa)^-1 = n: {at_zero}")
+    steps.append(Step("lemma (" + _RESOLVENT + "): its fixed point solved for the ridge (sp.solve); "
+                      "lam = 0 iff D_1 = tr Sigma (Sigma + kappa)^-1 = n, i.e. T_1 = gamma (trace_forms)",
+                      sp.Tuple(fixed_point, ridge_of_kappa)))
+    null_summand = sp.cancel(1 - SUMMANDS[T1])
+    summands = {AK: null_summand, AP: SUMMANDS[T1]}
+    steps.append(Step("a = beta_s^T (I - P) beta_s -> kappa beta_s^T (Sigma + kappa)^-1 beta_s = A_kappa "
+                      "= sum p kappa/(lambda + kappa) (lemma with A = beta_s beta_s^T; the profile limit of "
+                      "the module docstring); summand 1 - lambda/(lambda + kappa) (sp.cancel)", null_summand))
+    # (ii) |P beta_t|^2 = |beta_t|^2 - |(I-P) beta_t|^2 (P an orthogonal projector), beta_t has
+    # profile p: 1 - A_kappa = A_P, the profile trace of lambda/(lambda + kappa) (identity below)
+    signal = AP
+    # (iii) |X^+ eps|^2 -> sigma^2 tr (X X^T)^-1; tr (X X^T + n lam)^-1 = (1/n)[tr_d (Sigma_hat + lam)^-1
+    # - (d - n)/lam] (X X^T/n and X^T X/n share their nonzero eigenvalues, X^T X has d - n zeros);
+    # the lemma with A = I: tr (Sigma_hat + lam)^-1 -> (kappa/lam) tr (Sigma + kappa)^-1, and
+    # kappa tr (Sigma + kappa)^-1 = d - D_1 (the summands kappa/(l + k) + l/(l + k) = 1)
+    identity = sp.cancel(null_summand + SUMMANDS[T1])
+    if identity != 1:
+        raise ArithmeticError("kappa/(lambda + kappa) + lambda/(lambda + kappa) is not 1")
+    inverse_trace = (kappa / _RIDGE) * (_DIM - _D1) / kappa  # tr (Sigma + kappa)^-1 = (d - D_1)/kappa
+    gram = sp.simplify(((inverse_trace - (_DIM - _NUM) / _RIDGE) / _NUM).subs(_RIDGE, ridge_of_kappa))
+    if sp.simplify(gram - 1 / kappa) != 0:
+        raise ArithmeticError(f"tr (X X^T)^-1 is not 1/kappa: {gram}")
+    steps.append(Step("tr (X X^T + n lam)^-1 = (1/n)[tr (Sigma_hat + lam)^-1 - (d - n)/lam], the lemma with "
+                      "A = I and kappa tr (Sigma + kappa)^-1 = d - D_1, lam from the fixed point: SymPy "
+                      "simplifies it to 1/kappa for every D_1, so its ridgeless limit is 1/kappa "
+                      "(isotropic: gamma/(1 - gamma), the limit of n/(d - n - 1))", gram))
+    a_lim, b_lim = AK, signal + sigma**2 * gram
+    steps.append(Step("a -> A_kappa; b = |P beta_t|^2 + |X^+ eps|^2 (cross term of mean 0) -> "
+                      "1 - A_kappa + sigma^2/kappa = A_P + sigma^2/kappa, A_P = sum p lambda/(lambda + kappa) "
+                      "(the summands of A_kappa and A_P add to 1: no cancellation as gamma -> 0)",
+                      sp.Tuple(a_lim, b_lim)))
+    # (iv) risk: beta_ft - beta_t = (I-P)(s beta_s - beta_t) + X^+ eps (P beta_t + X^+ eps = beta_sc);
+    # the cross term is linear in eps (mean 0) in any metric; the first part is the HMRT bias
+    # of the teacher beta_t - s beta_s, the second the HMRT variance
+    beta_s, beta_t = sp.Matrix([1, 0]), sp.Matrix([sp.cos(theta), sp.sin(theta)])
+    teacher = beta_t - SCALE * beta_s
+    energy = sp.expand(sp.trigsimp(sp.expand((teacher.T * teacher)[0, 0])))
+    if sp.expand(energy - (SCALE**2 - 2 * SCALE * sp.cos(theta) + 1)) != 0:
+        raise ArithmeticError(f"unexpected energy of beta_t - s beta_s: {energy}")
+    steps.append(Step("beta_ft - beta_t = (I - P)(s_c beta_s - beta_t) + X^+ eps, s_c = c^(L-1): bias of "
+                      "min-norm least squares on the teacher beta_t - s_c beta_s (profile energy, "
+                      "sp.trigsimp; cross terms of beta_s and nu vanish in the limit) plus the scratch "
+                      "variance; the eps cross term has mean 0", energy))
+    risk = forms["bias"].subs(ENERGY, energy) + forms["variance"]
+    scratch = forms["bias"].subs(ENERGY, 1) + forms["variance"]
+    transfer = sp.factor(sp.simplify(scratch - risk))
+    unit_bias = forms["bias"].subs(ENERGY, 1)
+    if sp.simplify(transfer - unit_bias * SCALE * (2 * sp.cos(theta) - SCALE)) != 0:
+        raise ArithmeticError(f"T_ft is not bias_sc s_c (2 cos theta - s_c): {transfer}")
+    transfer = unit_bias * SCALE * (2 * sp.cos(theta) - SCALE)
+    steps.append(Step("R_ft = bias(energy) + variance; T = R_sc - R_ft: the variance cancels, "
+                      "T = bias_sc s_c (2 cos theta - s_c) (sp.simplify), boundary cos theta* = s_c/2",
+                      sp.Tuple(risk, transfer)))
+    return {"summands": summands, "a": a_lim, "b": b_lim, "energy": energy, "risk": risk,
+            "transferability": transfer, "steps": steps}
+
+
+def _two_level_profile(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with ``A_kappa`` and the traces of :func:`trace_forms` in two-level form."""
+    summands = balanced_forms()["summands"]
+    return two_level(expr).subs({AK: profile_trace(summands[AK]), AP: profile_trace(summands[AP])})
+
+
+@memo
+def _balanced_two_level() -> dict:
+    """Two-level assembly: ``a``, ``b``, the root, the risk and ``T`` (gamma < 1), with
+    ``kappa`` as a symbol (numeric forms) and with the closed-form root (expressions)."""
+    from featfate_sym.theory.fine_tuning import _depth_stable_form  # the depth-stable root, shared
+
+    forms = balanced_forms()
+    root_k, _, _ = _kappa_two_level()
+    equation = get("ft.transferability_exact").derivation.extras["root_equation"]  # in c, a, b
+    a_k = sp.factor(_two_level_profile(forms["a"]))
+    b_k = _two_level_profile(forms["b"])
+    risk_k = _two_level_profile(forms["risk"])
+    t_k = _two_level_profile(forms["transferability"])
+    in_c = {SCALE: c ** (L - 1)}
+    risk_c, t_c = risk_k.subs(in_c), sp.powsimp(t_k.subs(in_c), force=True)
+    (t_stable, ell_root), t_steps = _depth_stable_form(equation, t_c, a_k, b_k)
+    # the same identity on the root, c^(L-1) = sqrt(b) e^(-ell_c/2) (derived there), for the risk
+    from featfate_sym.symbols import ell_c
+    risk_stable = risk_k.subs(SCALE, sp.sqrt(b_k) * sp.exp(-ell_c / 2))
+    if sp.simplify(t_stable - t_k.subs(SCALE, sp.sqrt(b_k) * sp.exp(-ell_c / 2))) != 0:
+        raise ArithmeticError("the depth-stable T is not T at s_c = sqrt(b) e^(-ell_c/2)")
+    a_b_bracket = (sp.sqrt(a_k), sp.sqrt(a_k + b_k ** (1 / L) + 1))
+    return {"a": a_k, "b": b_k, "equation": equation, "risk": risk_c, "t": t_c, "risk_stable": risk_stable,
+            "t_stable": t_stable, "ell_root": ell_root, "bracket": a_b_bracket, "root_k": root_k,
+            "t_steps": t_steps}
+
+
+def _c_root(parts: dict) -> ImplicitRoot:
+    """The null-space scale ``c`` with the closed-form ``kappa`` (the registered expression)."""
+    on_k = {kappa: parts["root_k"]}
+    equation = parts["equation"].subs({a: parts["a"], b: parts["b"]}).subs(on_k)
+    bracket = tuple(e.subs(on_k) for e in parts["bracket"])
+    return ImplicitRoot(c, equation, bracket, "null-space scale: positive root of c^(2L) - a c^(2L-2) - b "
+                        "with the two-level a, b, gamma < 1", where=gamma < 1)
+
+
+def _balanced_numeric(expr: sp.Expr, parts: dict) -> NumericForm:
+    ell = parts["ell_root"]
+    # the bracket ends in the parameters only (kappa's closed form): the evaluators take a
+    # bracket as a function of the parameters, the equation also of the earlier roots
+    bracket = tuple(e.subs(kappa, parts["root_k"]) for e in ell.bracket)
+    ell = ImplicitRoot(ell.symbol, ell.equation, bracket, ell.description, where=ell.where)
+    return NumericForm(expr, [_kappa_implicit(), ell],
+                       "kappa as the root of its quadratic, then ell_c = log(c^2 - a) (no power of c "
+                       "whose exponent grows with L; c^(L-1) = sqrt(b) e^(-ell_c/2))")
+
+
+_FT_EXACT_STATUS = Status(Source.DERIVED, Exactness.EXACT,
+                          verified="deterministic equivalents of a, b and the risk checked by Monte Carlo "
+                          "at d = 1000 (tests/test_anisotropic.py)")
+_FT_EXACT_NOTES = (
+    "The balanced-flow end point of ft.transferability_exact (its argument does not use isotropy) "
+    "with the deterministic equivalents a -> A_kappa = sum p kappa/(lambda + kappa) and "
+    "b -> 1 - A_kappa + sigma^2/kappa (resolvent lemma; tr (X X^T)^-1 -> 1/kappa derived by SymPy "
+    "from it), and the risk of (I-P)(c^(L-1) beta_s - beta_t) + X^+ eps: the HMRT bias with energy "
+    "c^(2L-2) - 2 c^(L-1) cos theta + 1 plus the scratch variance. c is an ImplicitRoot "
+    "(bracket [sqrt(a), sqrt(a + b^(1/L) + 1)], as ft.transferability_exact); the evaluators solve "
+    "kappa, then ell_c = log(c^2 - a). L = 1 is the c = 1 form (ft.*_two_level); r = 1 is the "
+    "isotropic ft.transferability_exact; sigma = 0 gives c = 1. gamma > 1: P = I, fine-tuning is "
+    "scratch."
+)
+
+
+@register(
+    "ft.risk_two_level_exact",
+    title="Risk of fine-tuning at the balanced-flow end point, two-level input spectrum, any depth",
+    family=_FAMILY,
+    params=[_GAMMA, _THETA, _SIGMA, _FRAC, _R, _W, parameters.L],
+    regime=_BALANCED_REGIME,
+    status=_FT_EXACT_STATUS,
+    reference=_HMRT + "; " + _RESOLVENT + "; " + _PAPER + " (Thm 3.9 with the null-space scale c)",
+    notes=_FT_EXACT_NOTES + " Extras: a, b (in kappa), root_equation.",
+    special_cases=[
+        # at a rational point with kappa = sqrt(3) (gamma = 1/2, frac = 1/2, r = 3; theta, sigma, w_r
+        # symbolic): sp.simplify of the general difference takes minutes; the test at every
+        # point is in tests/test_anisotropic.py
+        SpecialCase("one layer: the c = 1 risk (gamma = 1/2, frac = 1/2, r = 3)", "ft.risk_two_level",
+                    {L: 1, gamma: sp.Rational(1, 2), frac: sp.Rational(1, 2), r: 3}),
+        SpecialCase("gamma > 1: scratch", "scratch.risk_two_level", {gamma: 3}),
+    ],
+    singular="gamma = 1 with sigma > 0: infinite (the scratch variance), encoded as oo; c diverges as "
+             "gamma -> 1- with sigma > 0",
+)
+def ft_risk_two_level_exact() -> Derivation:
+    parts = _balanced_two_level()
+    scratch = get("scratch.risk_two_level").expr
+    over = {cond: value for value, cond in scratch.args}
+    under = parts["risk"].subs(kappa, parts["root_k"])
+    rest = [(value, cond) for value, cond in scratch.args if cond not in (gamma > 1, gamma < 1)]
+    expr = sp.Piecewise((over[gamma > 1], gamma > 1), (under, gamma < 1), *rest)
+    numeric = sp.Piecewise((over[gamma > 1], gamma > 1), (parts["risk_stable"], gamma < 1), *rest)
+    steps = list(balanced_forms()["steps"]) + [
+        Step("two-level a, b (A_kappa = w_r kappa/(r + kappa) + (1 - w_r) kappa/(1 + kappa))",
+             sp.Tuple(parts["a"], parts["b"])),
+        Step("risk (gamma < 1) with the two-level traces, s_c = c^(L-1)", parts["risk"]),
+        Step("kappa substituted (scratch.kappa_two_level); gamma > 1 and gamma = 1 as "
+             "scratch.risk_two_level (P = I)", expr),
+    ]
+    return Derivation(expr, steps=steps, extras={"a": parts["a"], "b": parts["b"],
+                                                 "root_equation": parts["equation"]},
+                      implicit=[_c_root(parts)], numeric=_balanced_numeric(numeric, parts))
+
+
+@register(
+    "ft.transferability_two_level_exact",
+    title="Transferability of fine-tuning at the balanced-flow end point, two-level input spectrum, any depth",
+    family=_FAMILY,
+    params=[_GAMMA, _THETA, _SIGMA, _FRAC, _R, _W, parameters.L],
+    regime=_BALANCED_REGIME + "; T = R_scratch - R_ft",
+    status=_FT_EXACT_STATUS,
+    reference=_HMRT + "; " + _RESOLVENT + "; " + _PAPER + " (Thm 3.9 with the null-space scale c)",
+    notes=_FT_EXACT_NOTES + (
+        " T = bias_sc c^(L-1) (2 cos theta - c^(L-1)): the variance cancels in the difference but "
+        "sigma enters through c; boundary cos theta* = c^(L-1)/2. gamma >= 1: T = 0 (at gamma = 1 "
+        "the limit gamma -> 1-, as ft.transferability_exact). Extras: boundary_cos_theta."
+    ),
+    special_cases=[
+        SpecialCase("one layer: the c = 1 transferability (gamma = 1/2, frac = 1/2, r = 3)",
+                    "ft.transferability_two_level", {L: 1, gamma: sp.Rational(1, 2), frac: sp.Rational(1, 2), r: 3}),
+        SpecialCase("r = 1 is isotropic ft.transferability_exact", "ft.transferability_exact",
+                    {r: 1, gamma: sp.Rational(1, 4)}),
+        SpecialCase("gamma = 2: T = 0", sp.Integer(0), {gamma: 2}),
+    ],
+    singular="none: c diverges as gamma -> 1- with sigma > 0 but T -> 0; gamma >= 1 gives 0",
+)
+def ft_transferability_two_level_exact() -> Derivation:
+    parts = _balanced_two_level()
+    under = parts["t"].subs(kappa, parts["root_k"])
+    expr = sp.Piecewise((sp.Integer(0), gamma >= 1), (under, True))
+    numeric = sp.Piecewise((sp.Integer(0), gamma >= 1), (parts["t_stable"], True))
+    steps = list(balanced_forms()["steps"]) + [
+        Step("two-level a, b", sp.Tuple(parts["a"], parts["b"])),
+        Step("T (gamma < 1) with the two-level traces, s_c = c^(L-1)", parts["t"]),
+        *parts["t_steps"],
+        Step("kappa substituted; gamma >= 1: T = 0", expr),
+    ]
+    return Derivation(expr, steps=steps, extras={"boundary_cos_theta": c ** (L - 1) / 2, "a": parts["a"],
+                                                 "b": parts["b"]},
+                      implicit=[_c_root(parts)], numeric=_balanced_numeric(numeric, parts))

@@ -523,7 +523,7 @@ def _fine_tuning() -> dict:
     a2 = (s2.T * W2.inv() * s2)[0, 0]
     if sp.simplify(lhs - a2 / (1 + a2)) != 0:
         raise ArithmeticError("Sherman-Morrison check failed")
-    a_lim = sp.simplify(sc["kappa"] * es2)
+    a_lim = sp.cancel(sc["kappa"] * es2)  # a rational function: cancel gives simplify's form
     alpha = sp.factor(sp.simplify(1 - (A / (1 + A)).subs(A, a_lim)))
     # perpendicular directions: tr(I - P) = d - rank X = d - n (n < d), minus the e_1 part,
     # shared by the d - 1 isotropic directions
@@ -774,3 +774,377 @@ def ft_transferability_exact() -> Derivation:
              Step("gamma >= 1: fine-tuning equals scratch, T = 0", expr)]
     return Derivation(expr, steps=steps, implicit=[root],
                       numeric=NumericForm(numeric, [log_root], "in ell_c = log(c^2 - a)"))
+
+
+# -- logistic loss on separable data: the max-margin classifier (cited fixed point) ---------------
+#: ``q = kappa - alpha m``, the unknown of the max-margin root equation
+_QMM = sp.Symbol("q_mm", real=True)
+#: cosine ``alpha`` of the max-margin direction with ``mu_t`` (an unknown before it is solved)
+_ALPHA = sp.Symbol("alpha_mm", real=True)
+#: the margin ``kappa`` before it is solved for
+_KAPPA = sp.Symbol("kappa_mm", real=True)
+#: the largest class-mean norm of the max-margin results: the partial moments below lose
+#: ``~ q^4`` relative digits to cancellation at ``q < 0`` (``psi2(-6)`` keeps 12 digits),
+#: and ``q >= -m`` on the separable side
+_MM_M_MAX = 6
+_M_MM = _M.restricted(upper=_MM_M_MAX)
+
+_MM_REFERENCE = (
+    "Gardner (1988) capacity of the spherical perceptron with thresholds; proportional-limit "
+    "characterisation of the hard-margin SVM on the two-class Gaussian mixture by the convex "
+    "Gaussian min-max theorem: Deng, Kammoun & Thrampoulidis, 'A model of double descent for "
+    "high-dimensional binary linear classification' (arXiv 1911.05822; Information and Inference "
+    "2022); Kammoun & Alouini, 'On the precise error analysis of support vector machines' (IEEE "
+    "OJSP 2021); Montanari, Ruan, Sohn & Yan (arXiv 1911.01544). Implicit bias: Soudry, Hoffer, "
+    "Nacson, Gunasekar & Srebro, JMLR 2018 (L = 1); Ji & Telgarsky, ICLR 2019 (deep linear networks)"
+)
+_MM_CITED = (
+    "cited lemma (CGMT / Gardner capacity): with y_i x_i = mu_t + g_i (g_i ~ N(0, I_d)) and "
+    "w = alpha mu_t/m + sqrt(1 - alpha^2) u, |u| = 1, u perpendicular to mu_t, the largest kappa "
+    "with y_i w.x_i >= kappa for all i at cosine alpha is, as n, d -> oo with n/d = gamma, the "
+    "root of gamma E[(kappa - alpha m - G)_+^2] = 1 - alpha^2 (G ~ N(0, 1)); the max-margin "
+    "classifier takes the alpha that maximises it, and the data are separable iff that kappa* > 0"
+)
+
+
+def _stable_cdf(q) -> sp.Expr:
+    """``Phi(q)`` with no cancellation in float64: ``erfc(|q|/sqrt 2)/2`` for ``q < 0`` (SymPy
+    would rewrite ``erfc(-x)`` as ``2 - erfc(x)``; ``|q|`` keeps the tail), ``1 - Q(q) >= 1/2``
+    otherwise; both branches checked equal to :func:`lower_tail`."""
+    pos = sp.Symbol("s", positive=True)
+    neg_branch = sp.erfc(sp.sqrt(2) * sp.Abs(_QMM) / 2) / 2
+    if sp.simplify(neg_branch.subs(_QMM, -pos) - lower_tail(-pos)) != 0:
+        raise ArithmeticError("the lower branch of Phi differs from the integral")
+    return sp.Piecewise((neg_branch, _QMM < 0), (lower_tail(_QMM), True)).subs(_QMM, q)
+
+
+def _partial_moments(q, cdf=None) -> tuple[sp.Expr, sp.Expr]:
+    """``psi_1(q) = E (q - G)_+`` and ``psi_2(q) = E (q - G)_+^2`` for ``G ~ N(0, 1)``:
+    ``sp.integrate`` of the density over ``(-oo, q)``, checked equal to
+    ``q Phi(q) + phi(q)`` and ``(1 + q^2) Phi(q) + q phi(q)``, which are returned with
+    :func:`_stable_cdf` (at ``q < 0`` they still lose about ``q^2`` and ``q^4`` relative
+    ulps to cancellation: hence the bound on ``m``).  ``cdf`` replaces ``Phi(q)`` by an
+    equal form (``upper_tail(a)`` for ``q = -a``, ``a >= 0``)."""
+    psi1_int = sp.integrate((_QMM - _T) * _density(_T), (_T, -sp.oo, _QMM))
+    psi2_int = sp.integrate((_QMM - _T) ** 2 * _density(_T), (_T, -sp.oo, _QMM))
+    phi_q = lower_tail(_QMM)
+    psi1 = _QMM * phi_q + _density(_QMM)
+    psi2 = (1 + _QMM**2) * phi_q + _QMM * _density(_QMM)
+    if sp.simplify(psi1 - psi1_int) != 0 or sp.simplify(psi2 - psi2_int) != 0:
+        raise ArithmeticError("the partial moments differ from their integrals")
+    if sp.simplify(sp.diff(psi2, _QMM) - 2 * psi1) != 0 or sp.simplify(sp.diff(psi1, _QMM) - phi_q) != 0:
+        raise ArithmeticError("psi_2' = 2 psi_1 and psi_1' = Phi fail")
+    stable = _stable_cdf(q) if cdf is None else cdf
+    return q * stable + _density(q), (1 + q**2) * stable + q * _density(q)
+
+
+@functools.lru_cache(maxsize=1)
+def _max_margin() -> dict:
+    """The max-margin fixed point reduced to one root equation in ``q = kappa - alpha m``.
+
+    Derived with the plain ``Phi = lower_tail`` (one analytic form, so that ``sp.diff`` and
+    ``sp.solve`` see no branches); the equation the evaluators solve is then rewritten with
+    :func:`_stable_cdf` and checked equal on both of its branches."""
+    plain = lower_tail(_QMM)
+    psi1, psi2 = _partial_moments(_QMM, cdf=plain)
+    # F(kappa, alpha) = 0 defines kappa(alpha); the maximiser over alpha has F_alpha = 0
+    arg = _KAPPA - _ALPHA * m
+    big_f = gamma * _partial_moments(arg, cdf=lower_tail(arg))[1] - (1 - _ALPHA**2)
+    stationarity = sp.simplify(sp.diff(big_f, _ALPHA).subs(_KAPPA, _QMM + _ALPHA * m))
+    (alpha_star,) = sp.solve(stationarity, _ALPHA)
+    alpha_star = sp.simplify(alpha_star)
+    if sp.simplify(alpha_star - gamma * m * psi1) != 0:
+        raise ArithmeticError(f"unexpected stationary cosine {alpha_star}")
+    alpha_star = gamma * m * psi1
+    equation = big_f.subs(_KAPPA, _QMM + _ALPHA * m).subs(_ALPHA, alpha_star)
+    # the root is unique: d equation / dq = 2 gamma psi_1 (1 + gamma m^2 Phi(q)) > 0
+    slope = sp.simplify(sp.diff(equation, _QMM) - 2 * gamma * psi1 * (1 + gamma * m**2 * plain))
+    if slope != 0:
+        raise ArithmeticError("the max-margin root equation is not increasing as stated")
+    # the evaluated forms: Phi without cancellation, and the equation not expanded (the
+    # expanded square cancels terms of size (gamma m q)^2 in float64)
+    st1, st2 = _partial_moments(_QMM)
+    alpha_stable = gamma * m * st1
+    equation_stable = gamma * st2 + alpha_stable**2 - 1
+    pos = sp.Symbol("s", positive=True)
+    for value in (pos, -pos):
+        if sp.simplify((equation_stable - equation).subs(_QMM, value)) != 0 or \
+                sp.simplify((alpha_stable - alpha_star).subs(_QMM, value)) != 0:
+            raise ArithmeticError("the stable forms differ from the derived ones")
+    kappa_star = _QMM + alpha_stable * m
+    # F_kappa = 2 gamma psi_1 > 0, so kappa(alpha) is a maximum where F_alpha changes sign
+    # from + to -: F_alpha = 2 alpha - 2 gamma m psi_1(kappa - alpha m) is increasing in alpha
+    f_alpha_slope = sp.simplify(sp.diff(sp.diff(big_f, _ALPHA), _ALPHA))
+    return {"psi1": psi1, "psi2": psi2, "F": big_f, "stationarity": stationarity, "alpha": alpha_stable,
+            "equation": equation_stable, "kappa": kappa_star, "F_alpha_alpha": f_alpha_slope,
+            "equation_plain": equation}
+
+
+def _mm_root() -> ImplicitRoot:
+    parts = _max_margin()
+    # bracket: at q = -sqrt(2 log(1 + gamma + gamma m)) the equation is below
+    # gamma e^(-q^2/2)/2 + (gamma m)^2 e^(-q^2)/(2 pi) - 1 < 0 (E(G - a)_+^k <= e^(-a^2/2) E G_+^k);
+    # at q = 2/sqrt(gamma) + 1, gamma psi_2(q) >= gamma q^2 > 4 (Jensen)
+    low = -sp.sqrt(2 * sp.log(1 + gamma + gamma * m))
+    high = 2 / sp.sqrt(gamma) + 1
+    # solved only below gamma = 1/psi_2(-m), an upper bound of the separability threshold
+    # (1 - alpha^2 <= 1 and psi_2(-alpha m) >= psi_2(-m)); beyond it the result is NaN
+    bound = gamma * parts["psi2"].subs(_QMM, -m) < 1
+    return ImplicitRoot(_QMM, parts["equation"], (low, high),
+                        "q = kappa* - alpha* m: the root of gamma psi_2(q) + (gamma m psi_1(q))^2 - 1", where=bound)
+
+
+_MM_NOTES = (
+    "Logistic-loss gradient descent on separable data converges in direction to the hard-margin "
+    "SVM (Soudry et al. 2018; Ji & Telgarsky 2019 for the end-to-end vector of a deep linear "
+    "network) from any initialisation: scratch and fine-tuning share this limit, so T_ft -> 0 "
+    "along training. The fixed point: " + _MM_CITED + ". Derived here (SymPy): the partial "
+    "moments psi_k(q) = E(q - G)_+^k in closed form (sp.integrate), the stationarity in alpha "
+    "(sp.diff, sp.solve): alpha* = gamma m psi_1(q), q = kappa* - alpha* m, and the one root "
+    "equation gamma psi_2(q) + (gamma m psi_1(q))^2 = 1, increasing in q (unique root). Error "
+    "Phi(-alpha* m) (the weights' exact error, error_of_margin). The cited statement could not "
+    "be read verbatim from the stored references; it is checked against the simulated SVM "
+    "(tests/test_max_margin.py) and at m -> 0 reproduces Cover's threshold gamma = 2. "
+    "Domain: the separable side kappa* > 0, gamma < clf.separability_threshold(m); NaN beyond "
+    "(where the logistic minimiser is finite and is not characterised here); m <= 6."
+)
+
+
+@register(
+    "clf.scratch.error_max_margin",
+    title="Test error of the max-margin classifier (logistic-loss GD direction limit), proportional limit",
+    family=_FAMILY,
+    params=[_GAMMA, _M_MM],
+    regime="n, d -> oo with gamma = n/d < gamma*(m) (separable data); labels +-1, x = y mu + z; "
+    "hard-margin SVM without bias = direction limit of logistic-loss gradient descent",
+    status=Status(Source.CITED, Exactness.EXACT),
+    reference=_MM_REFERENCE,
+    notes=_MM_NOTES,
+    singular="NaN on the non-separable side gamma >= gamma*(m) (no max-margin classifier), "
+    "stated by the expression; 1/2 as gamma -> 0",
+)
+def scratch_error_max_margin() -> Derivation:
+    parts = _max_margin()
+    root = _mm_root()
+    error = upper_tail(parts["alpha"] * m)  # Phi(-alpha m)
+    expr = sp.Piecewise((error, sp.And(root.where, parts["kappa"] > 0)), (sp.nan, True))
+    steps = [
+        Step("y_i x_i = mu_t + g_i, g_i ~ N(0, I) (y_i z_i is again standard normal); w = alpha "
+             "mu_t/m + sqrt(1 - alpha^2) u. " + _MM_CITED + ": F(kappa, alpha) = 0", sp.Eq(parts["F"], 0)),
+        Step("partial moments psi_1, psi_2 of G ~ N(0, 1) (sp.integrate; psi_2' = 2 psi_1, psi_1' = Phi)",
+             sp.Tuple(parts["psi1"], parts["psi2"])),
+        Step("kappa(alpha) is maximal where F_alpha = 0 (implicit function, F_kappa = 2 gamma psi_1 > 0); "
+             "with q = kappa - alpha m", sp.Eq(parts["stationarity"], 0)),
+        Step("solved for alpha (sp.solve)", parts["alpha"]),
+        Step("F_alpha_alpha = 2 + 2 gamma m^2 Phi(q) > 0: F_alpha increases in alpha, the stationary "
+             "point is the maximum of kappa(alpha)", parts["F_alpha_alpha"]),
+        Step("substituted into F = 0: one equation in q, increasing (unique root, solved numerically "
+             "in a proven bracket)", sp.Eq(parts["equation"], 0)),
+        Step("kappa* = q + alpha* m; separable iff kappa* > 0", parts["kappa"]),
+        Step("error Phi(-alpha* m) on the separable side, NaN elsewhere", expr),
+    ]
+    return Derivation(expr, steps=steps, implicit=[root],
+                      extras={"alpha": parts["alpha"], "kappa": parts["kappa"], "root_equation": parts["equation"]})
+
+
+@functools.lru_cache(maxsize=1)
+def _threshold() -> dict:
+    """Separability threshold: kappa* = 0, i.e. gamma*(m) = max_alpha (1 - alpha^2)/psi_2(-alpha m)."""
+    # q = -alpha m <= 0: Phi(q) = Q(alpha m), a tail of a nonnegative argument
+    psi1, psi2 = _partial_moments(-_ALPHA * m, cdf=upper_tail(_ALPHA * m))
+    ratio = (1 - _ALPHA**2) / psi2
+    # d ratio / d alpha = -2 (alpha psi_2 - m (1 - alpha^2) psi_1) / psi_2^2 (psi_2' = 2 psi_1)
+    stationarity = sp.simplify(-sp.diff(ratio, _ALPHA) * psi2**2 / 2)
+    equation = _ALPHA * psi2 - m * (1 - _ALPHA**2) * psi1
+    if sp.simplify(stationarity - equation) != 0:
+        raise ArithmeticError("unexpected stationarity of the separability ratio")
+    # on the root, (1 - alpha^2)/psi_2 = alpha/(m psi_1): no 1 - alpha^2 cancellation near alpha = 1
+    p1, p2 = sp.symbols("P_1 P_2", positive=True)
+    (p2_root,) = sp.solve(_ALPHA * p2 - m * (1 - _ALPHA**2) * p1, p2)
+    value = sp.simplify(((1 - _ALPHA**2) / p2).subs(p2, p2_root)).subs(p1, psi1)
+    if sp.simplify(value - _ALPHA / (m * psi1)) != 0:
+        raise ArithmeticError("the threshold value does not follow from the root equation")
+    small_m = sp.limit(sp.solve(sp.series(equation, m, 0, 2).removeO(), _ALPHA)[0] / m, m, 0)
+    cover = sp.limit(value.subs(_ALPHA, small_m * m), m, 0)
+    return {"ratio": ratio, "stationarity": stationarity, "equation": equation, "value": value,
+            "small_m_slope": small_m, "cover": cover}
+
+
+@register(
+    "clf.separability_threshold",
+    title="Separability threshold gamma*(m) of the two-class Gaussian mixture (homogeneous separators)",
+    family=_FAMILY,
+    params=[_M_MM],
+    regime="n, d -> oo with gamma = n/d; labels +-1, x = y mu + z, |mu| = m; linear separators "
+    "without bias; separable with probability -> 1 for gamma < gamma*(m), -> 0 above",
+    status=Status(Source.CITED, Exactness.EXACT),
+    reference=_MM_REFERENCE + "; Cover (1965) for m = 0",
+    notes=(
+        "kappa* = 0 in the max-margin fixed point (" + _MM_CITED + "): gamma*(m) = max over alpha in "
+        "[0, 1] of (1 - alpha^2)/psi_2(-alpha m). Derived here: the stationarity (sp.diff) "
+        "alpha psi_2(-alpha m) = m (1 - alpha^2) psi_1(-alpha m), negative at alpha = 0 and positive "
+        "at alpha = 1 (its root is solved numerically in [0, 1]), and the value alpha/(m psi_1(-alpha m)) "
+        "on the root. m -> 0: alpha* ~ 2 m psi_1(0) and gamma* -> 2, Cover's count (sp.limit). "
+        "gamma* grows like e^(m^2/2): large m are separable far beyond gamma = 1."
+    ),
+    singular="none for 0 < m <= 6 (gamma* is finite and > 2)",
+)
+def separability_threshold() -> Derivation:
+    th = _threshold()
+    if th["cover"] != 2:
+        raise ArithmeticError(f"the m -> 0 threshold is {th['cover']}, not Cover's 2")
+    root = ImplicitRoot(_ALPHA, th["equation"], (sp.Integer(0), sp.Integer(1)),
+                        "alpha at the threshold: root of alpha psi_2(-alpha m) - m (1 - alpha^2) psi_1(-alpha m)")
+    steps = [
+        Step("kappa* = 0: separable at cosine alpha iff gamma psi_2(-alpha m) <= 1 - alpha^2 (" + _MM_CITED + "); "
+             "the threshold maximises the ratio", th["ratio"]),
+        Step("stationarity of the ratio in alpha (sp.diff; numerator)", sp.Eq(th["equation"], 0)),
+        Step("on the root the ratio equals alpha/(m psi_1(-alpha m))", th["value"]),
+        Step("m -> 0: alpha*/m (series of the stationarity) and the threshold (sp.limit): Cover's 2",
+             sp.Tuple(th["small_m_slope"], th["cover"])),
+    ]
+    return Derivation(th["value"], steps=steps, implicit=[root], extras={"root_equation": th["equation"]})
+
+
+# -- label flips: square-loss scratch with a fraction p of flipped training labels ---------------
+_P_FLIP = parameters.p_flip
+_PF = _P_FLIP.symbol
+#: the flip of one label, +1 with probability 1 - p, -1 with probability p
+_EPS = sp.Symbol("epsilon", real=True)
+
+
+def _flip_mean(expr: sp.Expr) -> sp.Expr:
+    """``E[expr]`` over the flip ``epsilon`` (independent of ``y`` and the noise), then
+    over the mixture (:func:`mixture_mean`)."""
+    averaged = (1 - _PF) * expr.subs(_EPS, 1) + _PF * expr.subs(_EPS, -1)
+    return sp.factor(mixture_mean(averaged))
+
+
+@functools.lru_cache(maxsize=1)
+def _scratch_flip() -> dict:
+    """Min-norm least squares on labels ``epsilon y`` (flipped with probability ``p``).
+
+    The design is unchanged (``x = y mu + z`` with the clean ``y``), so the random-matrix
+    limits of :func:`_scratch` (``kappa``, the residual factor, the trace) carry over; only
+    the label moments change: the trained labels ``t = epsilon y`` have ``E t^2 = 1``,
+    ``E t s = (1 - 2p) m`` and ``E s^2 = 1 + m^2``.  The perpendicular part of the design is
+    independent of ``(y, epsilon, s)``, which is all the lemmas need.
+    """
+    sc = _scratch()
+    s_coord = _Y * m + _G1
+    label = _EPS * _Y
+    moments = (_flip_mean(label**2), _flip_mean(label * s_coord), _flip_mean(s_coord**2))
+    et2, ets, es2 = moments
+    q = et2 - 2 * _W * ets + _W**2 * es2
+    objective_under = _W**2 + sc["kappa"] * q
+    (w_under,) = sp.solve(sp.diff(objective_under, _W), _W)
+    w_under = sp.factor(w_under)
+    norm2_under = sp.factor(sp.simplify(objective_under.subs(_W, w_under)))
+    (w_over,) = sp.solve(sp.diff(sc["residual"] * q, _W), _W)
+    w_over = sp.factor(w_over)
+    norm2_over = sp.factor(sp.simplify(w_over**2 + sc["trace_over"] * q.subs(_W, w_over)))
+    margins = {}
+    for side, w, norm2, inside in (("under", w_under, norm2_under, 1 / (1 + _E)), ("over", w_over, norm2_over, 1 + _E)):
+        overlap = m * w
+        # positive for p < 1/2: checked at p = 1/4 and gamma inside the branch
+        if not sp.simplify(overlap.subs({gamma: inside, _PF: sp.Rational(1, 4)})).is_positive:
+            raise ArithmeticError(f"the flipped-label overlap is not positive ({side})")
+        margins[side] = sp.simplify(m * w / sp.sqrt(norm2))
+    return {"moments": moments, "q": q, "w_under": w_under, "norm2_under": norm2_under, "w_over": w_over,
+            "norm2_over": norm2_over, "margin_under": margins["under"], "margin_over": margins["over"]}
+
+
+@register(
+    "clf.scratch.error_flip",
+    title="Test error of min-norm least-squares classification from scratch with flipped training labels",
+    family=_FAMILY,
+    params=[_GAMMA, _M, _P_FLIP],
+    regime=_REGIME + "; scratch w = X^+ t on labels t = epsilon y, epsilon = -1 with probability p "
+    "independently (0 <= p < 1/2); the error is measured on the clean target mixture",
+    status=Status(Source.DERIVED, Exactness.EXACT),
+    reference=_LEMMAS,
+    notes=(
+        "As clf.scratch.error with the label moments of the flipped labels: E t s = (1 - 2p) m "
+        "instead of m (sp.solve of the same min-norm and least-squares problems). p = 0 is "
+        "clf.scratch.error. The margin still vanishes at gamma = 1 from both sides (peak 1/2): "
+        "flips do not remove the interpolation peak. As gamma -> oo the margin tends to "
+        "m (the least-squares direction is mu_t for any p < 1/2): the Bayes error Phi(-m). "
+        "Error on the flipped-label test distribution: p + (1 - 2p) times this one. "
+        "Linear transfer's n -> oo limit is unchanged by flips (the readout's sign converges to "
+        "sign((1 - 2p) cos theta)); at finite n the sum S is no longer exactly normal."
+    ),
+    special_cases=[
+        SpecialCase("no flips: clf.scratch.error", "clf.scratch.error", {_PF: 0, gamma: sp.Rational(1, 2), m: 2}),
+        SpecialCase("no flips above the threshold", "clf.scratch.error", {_PF: 0, gamma: 3, m: 1}),
+        SpecialCase("peak of chance level at gamma = 1", sp.Rational(1, 2), {m: 2, _PF: sp.Rational(1, 5)},
+                    (gamma, 1, "-")),
+        SpecialCase("gamma = 1 is the limit 1/2", sp.Rational(1, 2), {gamma: 1, m: 2, _PF: sp.Rational(1, 5)}),
+    ],
+    singular="gamma = 1: the margin vanishes, error 1/2 (the limit from both sides)",
+)
+def scratch_error_flip() -> Derivation:
+    fl = _scratch_flip()
+    under, over = error_of_margin(fl["margin_under"]), error_of_margin(fl["margin_over"])
+    at_one = sp.limit(under, gamma, 1, "-")
+    if sp.simplify(at_one - sp.limit(over, gamma, 1, "+")) != 0:
+        raise ArithmeticError("the flipped-label scratch error has different limits at gamma = 1")
+    expr = sp.Piecewise((under, gamma < 1), (over, gamma > 1), (at_one, True))
+    steps = [
+        Step("trained labels t = epsilon y; moments E t^2, E t s, E s^2 (s = y m + z.e_1; average over "
+             "epsilon, then the mixture)", sp.Tuple(*fl["moments"])),
+        Step("q(w_par) = |t - s w_par|^2/n", fl["q"]),
+        Step("gamma < 1: w_par minimises w_par^2 + kappa q (kappa of clf.scratch.error)", fl["w_under"]),
+        Step("|w|^2 at the minimiser", fl["norm2_under"]),
+        Step("margin m w_par/|w|, gamma < 1", fl["margin_under"]),
+        Step("gamma > 1: w_par minimises q; |w|^2 = w_par^2 + q/(gamma - 1)", sp.Tuple(fl["w_over"], fl["norm2_over"])),
+        Step("margin, gamma > 1", fl["margin_over"]),
+        Step("error Phi(-rho) (Piecewise; gamma = 1 the common limit)", expr),
+    ]
+    return Derivation(expr, steps=steps, extras={"margin_under": fl["margin_under"], "margin_over": fl["margin_over"]})
+
+
+# -- linear transfer under the logistic loss --------------------------------------------------------
+@register(
+    "clf.lt.error_finite_logistic",
+    title="Test error of linear transfer with the logistic loss (readout on the frozen source feature), any n",
+    family=_FAMILY,
+    params=[_THETA, _M, _N],
+    regime="any n >= 1, any d; labels +-1, x = y mu + z; frozen unit feature f = mu_s/m (the population "
+    "source minimiser of the logistic loss lies along mu_s); logistic-loss readout a on u_i = x_i.f, "
+    "trained to its minimiser or, when all y_i u_i share a sign, to its divergent limit",
+    status=Status(Source.DERIVED, Exactness.EXACT),
+    reference=_PAPER,
+    notes=(
+        "The readout's loss l(a) = (1/n) sum softplus(-a y_i u_i) is convex (l'' >= 0, sp.diff) with "
+        "l'(0) = -S/(2n), S = sum_i y_i u_i; so its minimiser (or its divergent limit when l' < 0 "
+        "everywhere) has the sign of S, which is all the error Phi(-sign(a) m cos theta) depends on: "
+        "the same event as for the square-loss readout, hence the same exact error as "
+        "clf.lt.error_finite, for every n and d (S ~ N(n m cos theta, n) exactly). "
+        "In the direction limit the logistic and the square loss give the same one-feature classifier."
+    ),
+    special_cases=[
+        SpecialCase("equals the square-loss readout", "clf.lt.error_finite", {theta: sp.pi / 5, m: 1, n: 7}),
+        SpecialCase("orthogonal means: chance", sp.Rational(1, 2), {theta: sp.pi / 2, n: 5, m: 2}),
+    ],
+    singular="none: finite for every n >= 1",
+)
+def lt_error_finite_logistic() -> Derivation:
+    a_sym, u_sym = sp.Symbol("a", real=True), sp.Symbol("u", real=True)  # readout, y_i u_i
+    term = sp.log(1 + sp.exp(-a_sym * u_sym))  # softplus(-a y_i u_i)
+    slope_at_zero = sp.simplify(sp.diff(term, a_sym).subs(a_sym, 0))
+    if sp.simplify(slope_at_zero + u_sym / 2) != 0:
+        raise ArithmeticError(f"unexpected slope of the logistic readout at 0: {slope_at_zero}")
+    curvature = sp.simplify(sp.diff(term, a_sym, 2))
+    # u^2 e^(au)/(1 + e^(au))^2 >= 0: convex
+    if not (curvature.subs({a_sym: sp.Rational(1, 3), u_sym: 2}) > 0):
+        raise ArithmeticError("the logistic readout loss is not convex")
+    expr = get("clf.lt.error_finite").expr
+    steps = [
+        Step("one term of the readout loss, softplus(-a y_i u_i), u_i = x_i.f", term),
+        Step("its slope at a = 0 (sp.diff): -y_i u_i/2, so l'(0) = -S/(2n), S = sum_i y_i u_i", slope_at_zero),
+        Step("its curvature (sp.diff): nonnegative, l is convex; the minimiser (or the divergent limit) has "
+             "the sign of -l'(0) = S/(2n)", curvature),
+        Step("the error depends on sign(a) = sign(S) only: the event of clf.lt.error_finite, S ~ N(n m cos theta, n)",
+             expr),
+    ]
+    return Derivation(expr, steps=steps)

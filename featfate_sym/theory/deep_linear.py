@@ -391,7 +391,7 @@ def balanced_flow() -> Derivation:
     flow = coefficient_g * gv + coefficient_projection * b * (b.T * gv)[0, 0] / norm**2
     on_sphere = {b[3] ** 2: norm**2 - b[0] ** 2 - b[1] ** 2 - b[2] ** 2}
     null_sq = b[2] ** 2 + b[3] ** 2
-    rate_null = sp.simplify((b[2] * flow[2] + b[3] * flow[3]) / null_sq)  # dlog|beta_N|/dt
+    rate_null = sp.factor_terms(sp.cancel((b[2] * flow[2] + b[3] * flow[3]) / null_sq))  # dlog|beta_N|/dt
     rate_norm = sp.simplify(sp.expand((b.T * flow)[0, 0]).subs(on_sphere) / norm**2)  # dlog|beta|/dt
     exponent_null = sp.simplify(rate_null / rate_norm)
     steps.append(Step("g in the row space of X (span e1, e2): dlog|beta_N|/dt", rate_null))

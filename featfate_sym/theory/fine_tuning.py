@@ -81,7 +81,16 @@ def null_space_mean(u: sp.Matrix, v: sp.Matrix, p: sp.Expr) -> sp.Expr:
 
 @memo
 def _null_space_mean(u: sp.ImmutableMatrix, v: sp.ImmutableMatrix, p: sp.Expr) -> sp.Expr:
-    return sp.simplify((u.T * (sp.eye(2) - p * sp.eye(2)) * v)[0, 0])
+    # u^T (I - p I) v = (1 - p) u^T v: only the quadratic form in cos, sin needs simplifying
+    # (sin^2 + cos^2 = 1), not the product with the projection coefficient
+    return (1 - p) * sp.simplify((u.T * v)[0, 0])
+
+
+def _normal(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with each subexpression brought over one denominator (``normal``, bottom
+    up): the first pass of ``sp.simplify``, and all of it that the sums of risks below need
+    (the same form, without the trigonometric and power searches that follow)."""
+    return sp.bottom_up(expr, lambda e: getattr(e, "normal", lambda: e)())
 
 
 @memo
@@ -128,10 +137,10 @@ def _transferability_with_scale(scale: sp.Expr) -> tuple[sp.Expr, sp.Expr, list[
     null_ft = null_space_mean(scale * beta_s - beta_t, scale * beta_s - beta_t, p)
     null_sc = null_space_mean(beta_t, beta_t, p)
     sc_under, sc_over = scratch_branches()
-    r_ft_under = sp.simplify(under_threshold(null_ft) + sc_under - under_threshold(null_sc))
+    r_ft_under = _normal(under_threshold(null_ft) + sc_under - under_threshold(null_sc))
     r_ft_over = sp.simplify(over_threshold(null_ft) + sc_over - over_threshold(null_sc))
     # powsimp writes c^L/c as c^(L-1): no overflow of c^(2L) at large depth
-    t_under = sp.powsimp(sp.factor(sp.simplify(sc_under - r_ft_under)), force=True)
+    t_under = sp.powsimp(sp.factor(sc_under - r_ft_under), force=True)
     t_over = sp.simplify(sc_over - r_ft_over)
     steps = [
         Step("E P -> p I in the proportional limit (random_matrix.projection_mean_coefficient, "
@@ -183,8 +192,8 @@ def transferability() -> Derivation:
     (cos_star,) = sp.solve(t_under.subs(sp.cos(theta), _COS), _COS)
     beta_s, beta_t = teachers()
     p = projection_limit()
-    r_ft = sp.simplify(under_threshold(null_space_mean(beta_s - beta_t, beta_s - beta_t, p))
-                       + scratch_branches()[0] - under_threshold(null_space_mean(beta_t, beta_t, p)))
+    r_ft = _normal(under_threshold(null_space_mean(beta_s - beta_t, beta_s - beta_t, p))
+                   + scratch_branches()[0] - under_threshold(null_space_mean(beta_t, beta_t, p)))
     steps = [
         Step("the loss gradient lies in the row space of X (P = X^+ X); for L = 1 gradient flow "
              "moves beta only there, so (I - P) beta stays at (I - P) beta_s; for L >= 2 it also "
@@ -374,8 +383,8 @@ def transferability_exact() -> Derivation:
     beta_s, beta_t = teachers()
     p = projection_limit()
     scale = c ** (L - 1)
-    r_ft = sp.simplify(under_threshold(null_space_mean(scale * beta_s - beta_t, scale * beta_s - beta_t, p))
-                       + scratch_branches()[0] - under_threshold(null_space_mean(beta_t, beta_t, p)))
+    r_ft = _normal(under_threshold(null_space_mean(scale * beta_s - beta_t, scale * beta_s - beta_t, p))
+                   + scratch_branches()[0] - under_threshold(null_space_mean(beta_t, beta_t, p)))
     root = ImplicitRoot(c, root_eq, bracket,
                         "null-space scale: positive root of c^(2L) - a c^(2L-2) - b, gamma < 1",
                         where=gamma < 1)

@@ -35,6 +35,12 @@ Results registered (family ``finite_step``):
   eta int f dt``, and the end-point equation ``Delta = a + b c^(2-2L) - c^2`` moves the
   null-space scale ``c``; the drift integral along the reduced flow is numerical (named
   ``I_drift``; not evaluable by the registry).
+- ``ft.transferability_sgd`` -- minibatch SGD on the empirical loss, ``gamma < 1``: the
+  minibatch variance adds ``eta^2 (4 d/B) varsigma^(2L-2) l`` per step to the imbalance
+  drift (covariance factor ``1/B``, or ``(n-B)/(B(n-1))`` without replacement, derived and
+  enumerated); ``T_exact + (eta d/B) 4 dT/dDelta I_noise`` with ``I_noise`` along the
+  proportional-limit flow of the empirical loss (Marchenko-Pastur moment ODEs; not
+  evaluable by the registry).
 """
 
 from __future__ import annotations
@@ -119,8 +125,11 @@ def _hessian_at_minimum(depth: int):
     grad = sp.Matrix([g.xreplace(point) for g in gradient]).applyfunc(sp.expand)
     if grad != sp.zeros(len(entries), 1):
         raise ArithmeticError("the gradient does not vanish at the minimum")
-    hessian = sp.Matrix(len(entries), len(entries),
-                        lambda i, j: sp.expand(sp.diff(gradient[i], entries[j]).xreplace(point)))
+    # the Hessian of a polynomial is symmetric: each pair (i, j), i <= j, differentiated once
+    size = len(entries)
+    upper = {(i, j): sp.expand(sp.diff(gradient[i], entries[j]).xreplace(point))
+             for i in range(size) for j in range(i, size)}
+    hessian = sp.Matrix(size, size, lambda i, j: upper[(min(int(i), int(j)), max(int(i), int(j)))])
     jac = beta.jacobian(entries).subs(point)
     gauss_newton = (2 * jac.T * curvature * jac).applyfunc(sp.expand)
     if (hessian - gauss_newton).applyfunc(sp.expand) != sp.zeros(len(entries)):
@@ -530,7 +539,7 @@ def _reduced_parts():
         "int_0^oo f_drift(t) dt of the flow's rate (extras['drift_integral']); it is not compiled by the registry (evaluable = False): "
         "featfate_sym.learning_curves.transferability_gd evaluates it. L = 1: no imbalance, T_1 = 0. "
         "For the empirical loss (1/n)|X beta - y|^2 the end-point equation is the same but the drift "
-        "integral runs over the flow in the whole row space (the MP spectrum), not done here. "
+        "integral runs over the flow in the whole row space (the MP spectrum): learning_curves.fine_tuning_noise_integral(...).full_batch (see ft.transferability_sgd). "
         "Extras: rate_p1, rate_p2, rate_varsigma (reduced flow), drift_rate (f), end_imbalance "
         "(Delta(c)), scale_slope (dc/dDelta at Delta = 0), transferability_of_c, initial_p1, b_1, b_2, "
         "slope_factor (dT/dc dc/dDelta)."
@@ -779,5 +788,302 @@ def risk_sgd_stationary() -> Derivation:
         "discrete_mode_variance": discrete,
         "minibatch_covariance": cov,
         "next_order_estimate": second,
+    }
+    return Derivation(expr, steps=steps, extras=extras)
+
+
+# -- ft.transferability_sgd ------------------------------------------------------------------
+#: a per-step gradient of the loss in beta (three coordinates stand for any dimension) and
+#: the ansatz' first-layer column
+_GVEC = sp.Matrix(sp.symbols("g_1:4", real=True))
+_VVEC = sp.Matrix(sp.symbols("v_1:4", real=True))
+#: population size and batch size of the sampling, the sums S_1 = sum u_i, S_2 = sum u_i^2
+_NPOP = sp.Symbol("n_samples", integer=True, positive=True)
+_S1, _S2 = sp.Symbol("S_1", real=True), sp.Symbol("S_2", nonnegative=True)
+#: training loss l = (1/n)|X beta - y|^2 at the current weights; the ratio
+#: kappa = (1/n) sum_i r_i^2 |x_i|^2 / (d l) (-> 1: |x_i|^2 concentrates at d)
+_LOSS, _KAPPA = sp.Symbol("ell", nonnegative=True), sp.Symbol("kappa", positive=True)
+#: the mean gradient's squared norm, its component along v, v^T M v (O(1) in the limit)
+_GBAR2, _VGBAR, _VMV = sp.Symbol("gbar_sq", nonnegative=True), sp.Symbol("vgbar", real=True), \
+    sp.Symbol("vMv", nonnegative=True)
+#: second moments (times d) of one eigen-mode of Sxx: E p_k^2, E p_k b_k, E b_k^2
+_AMOM, _CMOM, _BMOM = sp.Symbol("A_x", nonnegative=True), sp.Symbol("C_x", real=True), \
+    sp.Symbol("B_x", positive=True)
+
+
+def _drift_any_gradient() -> tuple[sp.Expr, list[Step]]:
+    """One step on the ansatz with an arbitrary gradient ``g = dloss_B/dbeta`` (any
+    minibatch loss): the exact change of ``Delta = |v|^2 - varsigma^2``.  Explicit depths 2
+    and 3 (separate scales, a linear surrogate ``g . beta`` with the same weight gradient at
+    the point), then the common scale for general ``L``."""
+    steps = []
+    for depth in (2, 3):
+        scales = sp.symbols(f"varsigma_2:{depth + 1}", positive=True)
+        product = sp.Mul(*scales)
+        # the layer gradients at the point only involve dloss/dbeta = g
+        surrogate = (_GVEC.T * _VVEC)[0, 0] * product
+        variables = list(_VVEC) + list(scales)
+        grads = {v: sp.diff(surrogate, v) for v in variables}
+        stepped = {v: v - eta * grads[v] for v in variables}
+        imbalance = (_VVEC.T * _VVEC)[0, 0] - scales[0] ** 2
+        change = sp.expand(imbalance.xreplace(stepped) - imbalance)
+        drift = sp.expand(sum(grads[v] ** 2 for v in _VVEC) - grads[scales[0]] ** 2)
+        if sp.expand(change - eta**2 * drift) != 0:
+            raise ArithmeticError("the one-step change of Delta is not eta^2 (|G_v|^2 - G_varsigma^2)")
+        if depth == 3:
+            deeper = scales[0] ** 2 - scales[1] ** 2
+            if sp.expand(deeper.xreplace(stepped) - deeper).subs(scales[1], scales[0]) != 0:
+                raise ArithmeticError("equal deeper scales do not stay equal under a minibatch step")
+        steps.append(Step(f"L = {depth}, any gradient g = dloss_B/dbeta (any minibatch): one step changes "
+                          "Delta = |v|^2 - varsigma_2^2 by exactly eta^2 (|G_v|^2 - G_varsigma^2)",
+                          sp.Eq(change, eta**2 * drift)))
+    prod_sym = sp.Symbol("Pi", positive=True)
+    surrogate = (_GVEC.T * _VVEC)[0, 0] * prod_sym
+    g_v = [sp.diff(surrogate, v).subs(prod_sym, _SG ** (L - 1)) for v in _VVEC]
+    g_s = sp.powsimp((sp.diff(surrogate, prod_sym) * prod_sym / _SG).subs(prod_sym, _SG ** (L - 1)), force=True)
+    rate = sp.powsimp(sp.expand(sum(x**2 for x in g_v) - g_s**2), force=True)
+    steps.append(Step("common scale, any L: G_v = varsigma^(L-1) g, G_varsigma = varsigma^(L-2) v.g, and the "
+                      "per-step drift divided by eta^2", rate))
+    return rate, steps
+
+
+def _drift_expectation(rate) -> tuple[sp.Expr, list[Step]]:
+    """``E`` of the drift over a random gradient ``g = gbar + xi`` (``E xi = 0``,
+    ``E xi xi^T = Sigma``): the GD drift at ``gbar`` plus ``tr Cov G_v - Var G_varsigma``."""
+    mean = sp.Matrix(sp.symbols("gbar_1:4", real=True))
+    xi = sp.Matrix(sp.symbols("xi_1:4", real=True))
+    sig = sp.Matrix(3, 3, lambda i, j: sp.Symbol(f"Sigma_{min(i, j) + 1}{max(i, j) + 1}", real=True))
+    sub = dict(zip(_GVEC, mean + xi))
+    poly = sp.Poly(sp.expand(rate.xreplace(sub)), *xi)
+    out = sp.Integer(0)
+    for monom, coeff in poly.terms():
+        if sum(monom) == 0:
+            out += coeff
+        elif sum(monom) == 2:
+            idx = [k for k, m in enumerate(monom) for _ in range(m)]
+            out += coeff * sig[idx[0], idx[1]]
+        # odd orders have zero mean
+    gd_part = rate.xreplace(dict(zip(_GVEC, mean)))
+    noise = sp.expand(out - gd_part)
+    want = sp.expand(_SG ** (2 * L - 2) * sig.trace() - _SG ** (2 * L - 4) * (_VVEC.T * sig * _VVEC)[0, 0])
+    if sp.expand(sp.powsimp(noise - want, force=True)) != 0:
+        raise ArithmeticError("the noise part of the drift is not tr Cov G_v - Var G_varsigma")
+    steps = [Step("E over the minibatch, g = gbar + xi, E xi = 0, E xi xi^T = Sigma: E drift = drift(gbar) + "
+                  "varsigma^(2L-2) tr Sigma - varsigma^(2L-4) v^T Sigma v (= tr Cov G_v - Var G_varsigma)",
+                  sp.Eq(sp.Symbol("E_drift"), gd_part + want))]
+    return want, steps
+
+
+def _sampling_factor(replacement: bool) -> tuple[sp.Expr, list[Step]]:
+    """``Var`` of a minibatch mean ``(1/B) sum_{j in batch} u_j`` of ``n`` numbers, for any
+    ``n``, ``B``: from the inclusion probabilities (without replacement: ``P(i in S) =
+    C(n-1, B-1)/C(n, B)``, ``P(i, j in S) = C(n-2, B-2)/C(n, B)``; with: ``B`` independent
+    uniform draws), written ``factor * (M - gbar^2)``; checked by enumeration at ``n = 4``."""
+    import itertools
+
+    batch = parameters.batch.symbol
+    n_, b_ = _NPOP, batch
+    if replacement:
+        # E (sum_j u_{i_j})^2 = B S_2/n + B (B - 1) (S_1/n)^2 (independent draws)
+        second = (b_ * _S2 / n_ + b_ * (b_ - 1) * (_S1 / n_) ** 2) / b_**2
+    else:
+        single = sp.combsimp(sp.binomial(n_ - 1, b_ - 1) / sp.binomial(n_, b_))
+        pair = sp.combsimp(sp.binomial(n_ - 2, b_ - 2) / sp.binomial(n_, b_))
+        # (sum_{i in S} u_i)^2 = sum_{i in S} u_i^2 + sum_{i != j in S} u_i u_j
+        second = (single * _S2 + pair * (_S1**2 - _S2)) / b_**2
+    variance = sp.factor(sp.expand(second - (_S1 / n_) ** 2))
+    spread = _S2 / n_ - (_S1 / n_) ** 2  # M - gbar^2
+    factor = sp.factor(sp.cancel(variance / spread))
+    if factor.has(_S1) or factor.has(_S2):
+        raise ArithmeticError("the minibatch variance is not proportional to M - gbar^2")
+    # enumeration at n = 4, B = 1..4
+    us = sp.symbols("u_1:5", real=True)
+    for size in range(1, 5):
+        draws = list(itertools.product(range(4), repeat=size)) if replacement else \
+            list(itertools.combinations(range(4), size))
+        avg = [sp.Add(*[us[i] for i in draw]) / size for draw in draws]
+        e1 = sp.Add(*avg) / len(draws)
+        e2 = sp.Add(*[x**2 for x in avg]) / len(draws)
+        s1, s2 = sp.Add(*us), sp.Add(*[u**2 for u in us])
+        want = factor.subs({n_: 4, b_: size}) * (s2 / 4 - (s1 / 4) ** 2)
+        if sp.expand(e1 - s1 / 4) != 0 or sp.expand(e2 - e1**2 - want) != 0:
+            raise ArithmeticError(f"enumeration at n = 4, B = {size} disagrees with the minibatch variance")
+    how = "with replacement (B independent uniform draws)" if replacement else \
+        "without replacement (a uniform B-subset; P(i in S), P(i, j in S) from binomials, sp.combsimp)"
+    steps = [Step(f"minibatch mean of n numbers u_i, {how}: Var = factor (M - gbar^2), M = S_2/n, gbar = S_1/n; "
+                  "checked by enumerating every batch at n = 4, B = 1..4 (one coordinate; the covariance of two "
+                  "coordinates is the same bilinear form)", sp.Eq(sp.Symbol("factor"), factor))]
+    return factor, steps
+
+
+def _mode_moments() -> tuple[tuple[sp.Expr, ...], list[Step]]:
+    """The empirical flow in an eigenbasis of ``Sxx``: one mode's ODE, its second moments'
+    closed ODEs, and the loss, gradient norm and ``v . grad`` as spectral integrals."""
+    x = _EIG
+    s_l = sp.Symbol("s", positive=True)  # s = varsigma^(L-1)
+    pk, bk = sp.Symbol("p_k", real=True), sp.Symbol("b_k", real=True)
+    beta_k = s_l * pk
+    # one mode's share of the loss (beta - beta_sc)^T Sxx (beta - beta_sc)
+    loss_k = x * (beta_k - bk) ** 2
+    grad_k = 2 * x * (beta_k - bk)  # dloss/dbeta_k
+    if sp.expand(sp.diff(loss_k, pk) - s_l * grad_k) != 0:
+        raise ArithmeticError("the mode gradient is not s times dloss/dbeta_k")
+    rate_p = sp.expand(-s_l * grad_k)  # dp_k/dt = -G_v (row-space component)
+    moments = {pk**2: _AMOM, pk * bk: _CMOM, bk**2: _BMOM}
+
+    def mean(expr):
+        poly = sp.Poly(sp.expand(expr), pk, bk)
+        return sp.expand(sum(c * moments[pk**m[0] * bk**m[1]] for m, c in poly.terms()))
+
+    rate_a, rate_c = mean(2 * pk * rate_p), mean(bk * rate_p)
+    loss_x, grad2_x, vgrad_x = mean(loss_k), mean(grad_k**2), mean(pk * grad_k)
+    steps = [
+        Step("empirical loss (beta - beta_sc)^T Sxx (beta - beta_sc) (= (1/n)|X beta - y|^2 for gamma < 1, "
+             "y = X beta_sc): on one eigenvector of Sxx (eigenvalue x) with p_k the mode of P v, b_k that of "
+             "beta_sc, s = varsigma^(L-1): dp_k/dt", sp.Eq(sp.Symbol("dp_k/dt"), rate_p)),
+        Step("second moments times d, A = E p_k^2, C = E p_k b_k, B = E b_k^2 at eigenvalue x (closed: the "
+             "mode ODE is linear given varsigma(t)): dA/dt, dC/dt", sp.Tuple(rate_a, rate_c)),
+        Step("per-mode loss, |grad|^2 and p.grad (times d): integrated against the MP law of Sxx give the "
+             "training loss l, |gbar|^2 and v.gbar", sp.Tuple(loss_x, grad2_x, vgrad_x)),
+    ]
+    return (s_l, rate_a, rate_c, loss_x, grad2_x, vgrad_x), steps
+
+
+@register(
+    "ft.transferability_sgd",
+    title="Fine-tuning transferability after minibatch SGD (interpolating regime), first order in eta d/B",
+    family=_FAMILY,
+    params=[
+        parameters.gamma,
+        parameters.theta,
+        parameters.sigma,
+        parameters.L,
+        parameters.eta,
+        parameters.batch,
+        parameters.d,
+    ],
+    regime="n, d -> oo with gamma = n/d < 1 (interpolation: SGD converges to a zero-loss point; T = 0 "
+    "above); population source; balanced rank-one pretrained network with unit |beta_s|; fine-tuning of "
+    "all layers by minibatch SGD with a fixed step eta, batches of B rows drawn uniformly with replacement, "
+    "on the empirical loss (1/n)|X beta - y|^2 (the simulator's SGD); step eta = O(1/d) with eta d/B << 1",
+    status=Status(Source.DERIVED, Exactness.APPROXIMATION,
+                  neglected="O((eta d/B)^2) (the noise also moves the trajectory, by |delta|^2 ~ eta d/B); "
+                  "O(eta) = O(1/d) at this scaling: the full-batch drift of the empirical loss (extras, "
+                  "numerics: learning_curves.fine_tuning_noise_integral) and the O(1) parts of the minibatch "
+                  "noise (|gbar|^2, v^T M v, the fluctuation of |x_i|^2 about d)",
+                  verified="drift law on explicit depths 2, 3 (any gradient); minibatch variance from "
+                  "inclusion probabilities, enumerated at n = 4; the integral I_noise along the proportional-"
+                  "limit flow is not closed by SymPy (numerical, learning_curves); checked against the first-"
+                  "order drift summed along each replicate's own gradient-descent run and against the SGD "
+                  "simulator at d = 200"),
+    reference="drift law of dln.conservation; end point of ft.transferability_exact and "
+    "ft.transferability_gd; minibatch variance: sampling theory (Cochran, Sampling Techniques, 1977, "
+    "Thm 2.2, finite-population correction); model of " + _PAPER,
+    notes=_CONVENTIONS + (
+        "On the invariant ansatz of ft.transferability_gd (W_1 = v u_1^T, deeper scales equal; invariant "
+        "under any gradient of a loss of beta, hence under every minibatch step) one step with gradient g "
+        "changes Delta = |v|^2 - varsigma^2 by exactly eta^2 (|G_v|^2 - G_varsigma^2) with G_v = "
+        "varsigma^(L-1) g, G_varsigma = varsigma^(L-2) v.g. Over the batch, E = the GD drift at the mean "
+        "gradient plus tr Cov(G_v) - Var(G_varsigma). The minibatch mean of the per-sample gradients u_i = "
+        "2 x_i r_i has covariance factor (M - gbar gbar^T), M = (4/n) sum r_i^2 x_i x_i^T, factor 1/B with "
+        "replacement and (n - B)/(B (n - 1)) without (a uniform B-subset; extras['without_replacement_factor']; "
+        "0 at B = n: GD). tr M = 4 d kappa l (l the training loss, kappa -> 1 since |x_i|^2 ~ d) is O(d) "
+        "while |gbar|^2, v.gbar, v^T M v are O(1): at eta = O(1/d) the extra drift is eta^2 (4 d/B) "
+        "varsigma^(2L-2) l per step and Delta(end) - Delta_GD(end) = (eta d/B) 4 I_noise, I_noise = "
+        "int_0^oo varsigma^(2L-2) l dt along the flow of the empirical loss, O(1) (as for "
+        "scratch.risk_sgd_stationary). The end point (P beta = beta_sc) depends on the path only through "
+        "Delta(end) (Delta = a + b c^(2-2L) - c^2), so T_sgd = T_exact + (eta d/B) 4 dT/dc dc/dDelta I_noise: "
+        "the noise raises Delta, hence (dc/dDelta < 0) lowers the null-space scale c. The flow of the "
+        "empirical loss is not the whitened flow of ft.transferability_gd: in an eigenbasis of Sxx the modes "
+        "relax at rates 2 x varsigma^(2L-2) with x MP-distributed (psi = 1/gamma); their second moments "
+        "A(x), C(x) (B(x) = 1 + sigma^2/(gamma x)) obey closed ODEs (steps), integrated numerically on "
+        "Gauss nodes in phi (evaluable = False; featfate_sym.learning_curves.transferability_sgd). The "
+        "whitened-loss GD term of ft.transferability_gd does not apply to this loss; the full-batch drift of "
+        "the empirical loss, O(eta), is extras['full_batch_rate'] and is included by the numerics on request. "
+        "L = 1: no imbalance, no correction (the interpolator reached from beta_s is unique). Extras: "
+        "drift_rate_any_gradient, noise_rate (exact, per step / eta^2), noise_rate_limit, sampling_factor, "
+        "without_replacement_factor, rate_A, rate_C, loss_of_x, grad_sq_of_x, vgrad_of_x, initial_A, "
+        "initial_C, B_of_x, full_batch_rate, noise_integral."
+    ),
+    singular="gamma -> 1- with sigma > 0: c diverges (as in ft.transferability_exact); the expansion needs "
+    "eta d/B << 1",
+    evaluable=False,
+)
+def transferability_sgd() -> Derivation:
+    from featfate_sym.registry import get
+    from featfate_sym.symbols import b
+
+    batch, dim = parameters.batch.symbol, parameters.d.symbol
+    rate, steps = _drift_any_gradient()
+    noise, more = _drift_expectation(rate)
+    steps += more
+    with_f, more = _sampling_factor(True)
+    steps += more
+    without_f, more = _sampling_factor(False)
+    steps += more
+    if sp.simplify(without_f.subs(_NPOP, batch)) != 0 or sp.simplify(without_f.subs(batch, 1) - with_f.subs(batch, 1)) != 0:
+        raise ArithmeticError("without replacement: B = n is not GD or B = 1 differs from with replacement")
+    # the per-sample gradient of (x_i . beta - y_i)^2
+    xi_vec = sp.Matrix(sp.symbols("x_i1:4", real=True))
+    y_i = sp.Symbol("y_i", real=True)
+    bvec = sp.Matrix(sp.symbols("beta_1:4", real=True))
+    r_i = (xi_vec.T * bvec)[0, 0] - y_i
+    u_i = sp.Matrix([sp.diff(r_i**2, bb) for bb in bvec])
+    if (u_i - 2 * r_i * xi_vec).applyfunc(sp.expand) != sp.zeros(3, 1):
+        raise ArithmeticError("the per-sample gradient is not 2 x_i r_i")
+    steps.append(Step("per-sample gradient of (x_i.beta - y_i)^2 (sp.diff): u_i = 2 x_i r_i; M = (1/n) sum u_i u_i^T "
+                      "= (4/n) sum r_i^2 x_i x_i^T", u_i))
+    # noise rate: Sigma = factor (M - gbar gbar^T); tr M = 4 d kappa l
+    noise_rate = with_f * (_SG ** (2 * L - 2) * (4 * dim * _KAPPA * _LOSS - _GBAR2)
+                           - _SG ** (2 * L - 4) * (_VMV - _VGBAR**2))
+    limit_rate = sp.limit(noise_rate / dim, dim, sp.oo).subs(_KAPPA, 1) * dim
+    limit_rate = sp.powsimp(sp.expand(limit_rate), force=True)
+    steps.append(Step("noise part with Sigma = factor (M - gbar gbar^T): tr M = (4/n) sum r_i^2 |x_i|^2 = 4 d kappa l, "
+                      "v^T Sigma v = factor (v^T M v - (v.gbar)^2) (with replacement)", noise_rate))
+    steps.append(Step("proportional limit, eta = O(1/d): kappa -> 1 (|x_i|^2 = d (1 + O(d^-1/2)), the residuals "
+                      "independent of |x_i| to leading order); summed over the 1/eta steps of a unit of time, eta^2 "
+                      "times the O(1) terms gives O(eta) = O(1/d), which drops: per step eta^2 times", limit_rate))
+    # the flow of the empirical loss in the proportional limit
+    (s_l, rate_a, rate_c, loss_x, grad2_x, vgrad_x), more = _mode_moments()
+    steps += more
+    ex_time = get("scratch.risk_time").extras
+    weight, x_of_phi = ex_time["weight"], ex_time["eigenvalue_of_phi"]
+    init_a, init_c = sp.Integer(1), sp.cos(theta)
+    b_of_x = 1 + sigma**2 / (gamma * _EIG)
+    steps.append(Step("start: P beta_s and beta_sc = P beta_t + X^+ eps in the eigenbasis: d E p_k^2 = 1, "
+                      "d E p_k b_k = cos(theta), d E b_k^2 = 1 + sigma^2/(gamma x) (E xi_k^2 = sigma^2/(n x)); the "
+                      "nonzero modes carry the MP weight of scratch.risk_time (mass gamma, first moment 1)",
+                      sp.Tuple(init_a, init_c, b_of_x)))
+    phi = next(iter(weight.free_symbols - {gamma}))
+    loss0 = sp.Integral(sp.factor(loss_x.subs({s_l: 1, _AMOM: init_a, _CMOM: init_c, _BMOM: b_of_x}))
+                        .subs(_EIG, x_of_phi) * weight, (phi, 0, sp.pi))
+    steps.append(Step("check: the training loss at the start (numerical quadrature of this integral in the tests) "
+                      "is |beta_s - beta_t|^2 + sigma^2 = 2 - 2 cos(theta) + sigma^2", loss0))
+    vs_rate = sp.Symbol("dvarsigma/dt")
+    steps.append(Step("varsigma obeys dvarsigma/dt = -varsigma^(L-2) v.grad with v.grad = int vgrad(x) rho(x) dx "
+                      "(the modes of (I-P) v are frozen: the gradient lies in the row space of X)",
+                      sp.Eq(vs_rate, -_SG ** (L - 2) * sp.Symbol("vgrad"))))
+    full_rate = sp.powsimp(_SG ** (2 * L - 2) * sp.Symbol("grad_sq") - _SG ** (2 * L - 4) * sp.Symbol("vgrad") ** 2,
+                           force=True)
+    steps.append(Step("full-batch drift of the empirical loss (O(eta), neglected at eta = O(1/d); extra)", full_rate))
+    gd = get("ft.transferability_gd")
+    exact = get("ft.transferability_exact")
+    t_of_c = next(value for value, cond in exact.expr.args if cond == (gamma < 1))
+    factor = gd.extras["slope_factor"].subs(b, exact.extras["b"])
+    named = sp.Function("I_noise")(gamma, theta, sigma, L)
+    integral = sp.Integral(_SG ** (2 * L - 2) * sp.Function("ell")(t), (t, 0, sp.oo))
+    steps.append(Step("the noise integral along the proportional-limit flow of the empirical loss (numerical ODE "
+                      "on Gauss nodes in phi: not closed by SymPy)", sp.Eq(named, integral)))
+    per_time = sp.simplify(limit_rate / (_SG ** (2 * L - 2) * _LOSS))  # 4 d/B
+    expr = t_of_c + eta * per_time * factor * named
+    steps.append(Step("Delta(end) - Delta_GD(end) = eta^2 sum_k (4 d/B) varsigma^(2L-2) l = eta (4 d/B) I_noise; "
+                      "T_sgd = T_exact + dT/dc dc/dDelta times that (slope factor of ft.transferability_gd)", expr))
+    extras = {
+        "drift_rate_any_gradient": rate, "noise_rate": noise_rate, "noise_rate_limit": limit_rate,
+        "sampling_factor": with_f, "without_replacement_factor": without_f,
+        "rate_A": rate_a, "rate_C": rate_c, "loss_of_x": loss_x, "grad_sq_of_x": grad2_x, "vgrad_of_x": vgrad_x,
+        "initial_A": init_a, "initial_C": init_c, "B_of_x": b_of_x, "full_batch_rate": full_rate,
+        "noise_integral": integral, "slope_factor": factor, "start_loss_integral": loss0,
+        "mode_scale": s_l, "noise_per_time": per_time,
     }
     return Derivation(expr, steps=steps, extras=extras)

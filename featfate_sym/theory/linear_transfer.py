@@ -239,7 +239,7 @@ def risk() -> Derivation:
 def ridge_slope() -> Derivation:
     risk_lt = get("lt.risk").expr
     raw = sp.diff(risk_lt, lam)
-    slope = sp.factor(sp.simplify(raw))
+    slope = sp.factor(raw)
     factors = sp.Mul.make_args(slope)
     signs = [f.is_nonnegative for f in factors]
     if not all(signs) or not slope.is_nonnegative:  # pragma: no cover - a proof failure
@@ -374,7 +374,7 @@ def boundary() -> Derivation:
     # written with 1 - R_lt = k_lam cos^2 theta (the product of the roots)
     sigma_critical = critical[0].subs(_R, 1 - constant_lt)
     sigma_critical_lam0 = sp.simplify(sigma_critical.subs(lam, 0))
-    discriminant_lam0 = sp.factor(sp.simplify(discriminant.subs(_R, risk_lt.subs(lam, 0))))
+    discriminant_lam0 = sp.factor(sp.cancel(discriminant.subs(_R, risk_lt.subs(lam, 0))))
     steps = [
         Step("T_lt = R_sc - R_lt with R_lt kept as a symbol (gamma written g while solving)", t_sym),
         Step("gamma < 1: T_lt = 0 iff the numerator over 1 - gamma vanishes; the quadratic", quadratic.as_expr()),

@@ -210,7 +210,7 @@ def _mp_physical_root():
 @memo
 def mp_resolvent_trace(psi, lam) -> sp.Expr:
     """``lim (1/d) tr (X^T X/n + lam I)^{-1} = m(-lam)``, ``lam > 0`` -- DERIVED from :func:`mp_stieltjes`."""
-    return sp.simplify(mp_stieltjes(psi, -lam))
+    return sp.cancel(mp_stieltjes(psi, -lam))  # a rational function of the root: cancel is simplify's form
 
 
 @memo
@@ -221,7 +221,7 @@ def mp_resolvent_trace_squared(psi, lam) -> sp.Expr:
     this is ``m'(z)`` at ``z = -lam``; SymPy differentiates :func:`mp_stieltjes`.
     """
     zz = sp.Symbol("zeta", negative=True)
-    return sp.simplify(sp.diff(mp_stieltjes(psi, zz), zz).subs(zz, -lam))
+    return sp.cancel(sp.diff(mp_stieltjes(psi, zz), zz).subs(zz, -lam))  # cancel: simplify's form
 
 
 def mp_moments(psi, order: int) -> list[sp.Expr]:

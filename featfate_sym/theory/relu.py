@@ -158,7 +158,7 @@ def _arccos_kernel() -> Derivation:
     lower = sp.Max(-sp.pi / 2, _phi - sp.pi / 2)
     upper = sp.Min(sp.pi / 2, _phi + sp.pi / 2)
     radial, angular = _polar(sp.cos(_t) * sp.cos(_t - _phi), 2, lower, upper)
-    in_phi = sp.simplify(r1 * r2 * radial * angular)
+    in_phi = sp.factor_terms(sp.cancel(r1 * r2 * radial * angular))  # simplify's form, without its search
     expr = sp.simplify(in_phi.subs(_phi, sp.acos(rho)))
     per_norms = sp.simplify(expr / (r1 * r2))
     slope = sp.simplify(sp.diff(per_norms, rho))
@@ -206,7 +206,7 @@ def _kernel_numeric_form(in_phi):
     closed form in ``acos(-rho)`` and ``sqrt((1 - rho)(1 + rho))``, which keep their digits.
     """
     psi = sp.Symbol("psi", positive=True)
-    in_psi = sp.simplify(in_phi.subs(_phi, sp.pi - psi))
+    in_psi = sp.factor_terms(sp.cancel(in_phi.subs(_phi, sp.pi - psi)))  # simplify's form, without its search
     series = sp.series(in_psi, psi, 0, _SERIES_ORDER).removeO()
     # the closed form in psi with sin psi = sqrt((1 - rho)(1 + rho)), cos psi = -rho
     closed = in_psi.subs({sp.sin(psi): sp.sqrt((1 - rho) * (1 + rho)), sp.cos(psi): -rho})

@@ -76,9 +76,11 @@ def _ridge_risk_psi() -> tuple[sp.Expr, sp.Expr, sp.Expr, list[Step]]:
     """
     m0 = mp_resolvent_trace(psi, lam)
     m1 = mp_resolvent_trace_squared(psi, lam)
-    bias = sp.simplify(lam**2 * m1)
-    variance = sp.simplify(sigma**2 * psi * (m0 - lam * m1))
-    risk = sp.simplify(bias + variance)
+    # the targeted rewrites that give simplify's forms here: the bias is already reduced,
+    # the variance factors, and the risk is the sum over one denominator
+    bias = sp.cancel(lam**2 * m1)
+    variance = sp.factor(sigma**2 * psi * (m0 - lam * m1))
+    risk = sp.together(bias + variance)
     steps = [
         Step("Stieltjes transform of Marchenko-Pastur at z = -lam (sp.solve, physical branch): "
              "m(-lam) = lim (1/d) tr (S + lam)^{-1}", m0),
@@ -109,7 +111,7 @@ def _ridge_kappa() -> tuple[sp.Expr, sp.Expr, sp.Expr, sp.Expr, list[Step]]:
     (lam_of_kappa,) = sp.solve(sp.numer(sp.together(equation.subs(z_, -lam).subs(m_, m_of_kappa))), lam)
 
     def in_kappa(expr):
-        return sp.factor(sp.simplify(expr.subs(m_, m_of_kappa).subs(lam, lam_of_kappa)))
+        return sp.factor(expr.subs(m_, m_of_kappa).subs(lam, lam_of_kappa))
 
     bias_k, variance_k = in_kappa(bias_m), in_kappa(variance_m)
     risk_k = in_kappa(bias_m + variance_m)
@@ -145,6 +147,23 @@ def _stable_sqrt_sum(expr: sp.Expr) -> sp.Expr:
     return sp.Piecewise((c1 * (root - b), b <= 0), (c1 * gap / (root + b), True))
 
 
+def _limit_at_zero(expr: sp.Expr) -> sp.Expr:
+    """``lim_{lam -> 0+} expr`` for ``expr`` rational in ``lam`` and square roots of
+    arguments that are nonnegative for ``lam >= 0``.
+
+    Where the cancelled denominator is provably nonzero at ``lam = 0`` the expression is
+    continuous there (sums, products and square roots of continuous functions, divided by
+    a nonvanishing one), so the limit is the value: substituted, without ``sp.limit``'s
+    series expansion.  Otherwise ``sp.limit`` takes it.
+    """
+    reduced = sp.cancel(expr)
+    _, den = sp.fraction(reduced)
+    value = reduced.subs(lam, 0)
+    if den.subs(lam, 0).is_zero is False and value.is_finite:
+        return value
+    return sp.limit(expr, lam, 0, "+")
+
+
 @memo
 def _ridgeless_limit(expr: sp.Expr) -> sp.Piecewise:
     """``lim_{lam -> 0+}`` of a ridge expression in ``psi, lam, sigma``, as a function of gamma.
@@ -156,8 +175,8 @@ def _ridgeless_limit(expr: sp.Expr) -> sp.Piecewise:
     """
     e = sp.Symbol("e", positive=True)
     s_pos = sp.Symbol("s", positive=True)
-    under = sp.limit(expr.subs(psi, 1 + e), lam, 0, "+").subs(e, (1 - gamma) / gamma)
-    over = sp.limit(expr.subs(psi, 1 - e), lam, 0, "+").subs(e, (gamma - 1) / gamma)
+    under = _limit_at_zero(expr.subs(psi, 1 + e)).subs(e, (1 - gamma) / gamma)
+    over = _limit_at_zero(expr.subs(psi, 1 - e)).subs(e, (gamma - 1) / gamma)
     sides = [
         (_noise_polynomial(sp.simplify(under)), gamma < 1),
         (_noise_polynomial(sp.simplify(over)), gamma > 1),
@@ -414,7 +433,7 @@ def risk_ridge() -> Derivation:
 )
 def risk_optimal_ridge() -> Derivation:
     _, _, ridge, steps = _ridge_risk_psi()
-    slope = sp.factor(sp.simplify(sp.diff(ridge, lam)))
+    slope = sp.factor(sp.diff(ridge, lam))  # factored directly: the form simplify-then-factor gives
     roots = sp.solve(sp.numer(sp.together(slope)), lam)
     # keep the root that is nonnegative for every psi > 0, sigma >= 0
     admissible = [r for r in roots if sp.simplify(r).is_nonnegative]
