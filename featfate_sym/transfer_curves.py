@@ -115,7 +115,7 @@ def ft_risk_time(gamma, theta, sigma, t) -> float:
         if gamma == 1.0:
             return math.inf
         return atom + sigma**2 * _quad(fns["ft_variance_limit"], gamma)
-    with np.errstate(over="ignore", under="ignore"):  # exp(-4 x t) underflows to 0 at large t
+    with np.errstate(under="ignore"):  # exp(-4 x t) underflows to 0 at large t
         bias = _quad(fns["ft_bias"], gamma, theta, t)
         variance = _quad(fns["ft_variance"], gamma, t) if sigma > 0 else 0.0
     return atom + bias + sigma**2 * variance
