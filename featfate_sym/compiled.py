@@ -572,9 +572,10 @@ def compile_mpmath(result) -> CompiledFunction:
             (
                 sp.lambdify(known_syms + [root.symbol], root.equation, modules="mpmath"),
                 sp.lambdify(known_syms + [root.symbol], sp.diff(root.equation, root.symbol), modules="mpmath"),
-                sp.lambdify(syms, root.bracket[0], modules="mpmath"),
-                sp.lambdify(syms, root.bracket[1], modules="mpmath"),
-                None if root.where == sp.true else sp.lambdify(syms, root.where, modules="mpmath"),
+                # bracket and domain may use the earlier roots too, as in the NumPy compiler
+                sp.lambdify(known_syms, root.bracket[0], modules="mpmath"),
+                sp.lambdify(known_syms, root.bracket[1], modules="mpmath"),
+                None if root.where == sp.true else sp.lambdify(known_syms, root.where, modules="mpmath"),
             )
         )
         known_syms.append(root.symbol)
@@ -591,7 +592,7 @@ def compile_mpmath(result) -> CompiledFunction:
         solved = []
         for f, df, lo_f, hi_f, where in compiled_roots:
             known = args + solved
-            if where is not None and not where(*args):
+            if where is not None and not where(*known):
                 solved.append(mpmath.nan)  # not used where the root is undefined
                 continue
 
@@ -599,7 +600,7 @@ def compile_mpmath(result) -> CompiledFunction:
                 raise EvaluationError(f"{result.key}: implicit root {why} at "
                                       f"{_point_text(result.param_names, args)}")
 
-            lo, hi = _real(lo_f(*args)), _real(hi_f(*args))
+            lo, hi = _real(lo_f(*known)), _real(hi_f(*known))
             if lo is None or hi is None:
                 fail("has no finite real bracket")
             solved.append(_newton_bracketed_mp(lambda v: f(*known, v), lambda v: df(*known, v), lo, hi, fail))

@@ -118,3 +118,16 @@ batch = declare(S.batch, "minibatch size of SGD", lower=1, integer=True)
 # --- label flips in classification ----------------------------------------------------------
 p_flip = declare(S.p_flip, "probability that a target training label is flipped (y -> -y), independently",
                  upper=sp.Rational(1, 2), upper_open=True)
+
+
+def random_generator(seed):
+    """A NumPy ``Generator`` from ``seed``: a nonnegative integer, or a ``Generator``
+    passed through (so one stream can feed several draws); anything else is a
+    ``ValueError`` naming the parameter."""
+    import numpy as np
+
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"parameter seed must be a nonnegative integer or a numpy Generator (got {seed!r})")
+    return np.random.default_rng(int(seed))

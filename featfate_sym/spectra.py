@@ -26,6 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
+from featfate_sym.parameters import random_generator
+
 __all__ = ["Spectrum", "two_level", "power_law", "from_values", "profile", "teachers", "PLACES"]
 
 #: where :func:`profile` puts the teachers' energy
@@ -187,14 +189,6 @@ def profile(spectrum: Spectrum, d: int, place: str = "uniform", fraction: float 
     return p
 
 
-def _generator(seed) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"parameter seed must be a nonnegative integer or a numpy Generator (got {seed!r})")
-    return np.random.default_rng(int(seed))
-
-
 def check_profile(eigenvalues, energy) -> tuple[np.ndarray, np.ndarray]:
     """``(eigenvalues, profile)`` as float64 arrays, validated: one length ``d >= 1``,
     eigenvalues finite and positive, profile finite, nonnegative and summing to 1."""
@@ -223,7 +217,7 @@ def teachers(eigenvalues, energy, theta: float, replicates: int, seed) -> tuple[
     replicates = _positive_int("replicates", replicates)
     if np.count_nonzero(p) < 2:
         raise ValueError("parameter profile must put energy on at least 2 directions (nu must exist)")
-    rng = _generator(seed)
+    rng = random_generator(seed)
     root = np.sqrt(p)
     g = rng.standard_normal((replicates, lam.size)) * root
     u = rng.standard_normal((replicates, lam.size)) * root

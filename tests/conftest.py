@@ -48,3 +48,21 @@ def seed_from_environment() -> int:
 @pytest.fixture
 def seed() -> int:
     return seed_from_environment()
+
+
+@pytest.fixture
+def one_thread():
+    """Torch and the BLAS of NumPy and SciPy on one thread each, restored afterwards: the
+    small batched products and solves of the simulation and Monte Carlo tests only spin
+    against each other with more threads on a shared two-core machine."""
+    import torch
+
+    from checks import one_blas_thread
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with one_blas_thread():
+            yield
+    finally:
+        torch.set_num_threads(before)

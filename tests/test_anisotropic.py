@@ -39,7 +39,7 @@ from featfate_sym.simulation import anisotropic as sim
 from featfate_sym.studies import anisotropic_phase
 from featfate_sym.symbols import frac, gamma, kappa, r, sigma, theta, w_r
 from featfate_sym.theory import anisotropic as A
-from checks import FAMILY_ALPHA, bonferroni_t, branch, one_blas_thread
+from checks import FAMILY_ALPHA, bonferroni_t, branch
 
 KAPPA = ff.get("scratch.kappa_two_level")
 SC = ff.get("scratch.risk_two_level")
@@ -53,13 +53,6 @@ POINTS_UNDER = [{gamma: sp.Rational(1, 3), frac: sp.Rational(1, 4), w_r: sp.Rati
                  sigma: sp.Rational(1, 2)},
                 {gamma: sp.Rational(9, 10), frac: sp.Rational(3, 5), w_r: sp.Rational(1, 7), theta: sp.Rational(1, 3),
                  sigma: 2}]
-
-
-# -- BLAS threads ----------------------------------------------------------------------------
-@pytest.fixture
-def one_thread():
-    with one_blas_thread():
-        yield
 
 
 # -- (a) r = 1 is the isotropic theory, symbolically ---------------------------------------------

@@ -31,14 +31,6 @@ WHITENED = EngineOptions(solver="whitened")
 D = 200
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_two_level_scratch_and_fine_tuning_match_the_deterministic_equivalent(seed, one_thread):
     """gamma = 1/2, no noise, a fraction 0.3 of directions with variance 4, uniform teachers
     (w_r = frac): scratch against ``scratch.risk_two_level``, all-layer fine-tuning (depth 2;

@@ -26,7 +26,7 @@ import featfate_sym as ff
 from featfate_sym import stats
 from featfate_sym.simulation import classification as sim
 from featfate_sym.symbols import gamma, m_mean as m, n, theta
-from checks import bonferroni_t, branch, one_blas_thread
+from checks import bonferroni_t, branch
 
 SC = ff.get("clf.scratch.error")
 LT = ff.get("clf.lt.error")
@@ -63,13 +63,6 @@ def _zero(expr, points) -> bool:
     if sp.simplify(expr) == 0:
         return True
     return all(abs(sp.N(expr.subs(p), 40)) < 1e-30 for p in points)
-
-
-# -- BLAS threads ----------------------------------------------------------------------------
-@pytest.fixture
-def one_thread():
-    with one_blas_thread():
-        yield
 
 
 # -- symbolic -------------------------------------------------------------------------------

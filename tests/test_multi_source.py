@@ -33,7 +33,7 @@ from featfate_sym.simulation.multi_source import (
 from featfate_sym.symbols import gamma, k, n, sigma, theta
 from featfate_sym.theory.multi_source import explicit_captured, largest_positive_k, optimal_k
 
-from checks import bonferroni_t, branch, one_blas_thread
+from checks import bonferroni_t, branch
 
 CAPTURED = ff.get("lt.k.captured")
 RISK_FINITE = ff.get("lt.k.risk_finite")
@@ -41,13 +41,6 @@ RISK = ff.get("lt.k.risk")
 T_FINITE = ff.get("lt.k.transferability_finite")
 T_LIMIT = ff.get("lt.k.transferability")
 OPTIMAL = ff.get("lt.k.optimal")
-
-
-# -- BLAS threads ----------------------------------------------------------------------------
-@pytest.fixture
-def one_thread():
-    with one_blas_thread():
-        yield
 
 
 # -- symbolic --------------------------------------------------------------------------------

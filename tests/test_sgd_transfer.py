@@ -107,9 +107,9 @@ def test_one_step_imbalance_change_averaged_over_every_batch_is_the_drift_formul
 
     def stepped_change(rows):
         ws = [w.clone() for w in start]
-        from featfate_sym.simulation.sgd import _right_products
+        from featfate_sym.simulation.training import right_products
 
-        right = _right_products(ws)
+        right = right_products(ws)
         xb, yb = x[list(rows)], y[list(rows)]
         g = (2.0 / len(rows)) * ((xb @ right[0][0] - yb) @ xb).unsqueeze(0)
         before = imbalance(ws)

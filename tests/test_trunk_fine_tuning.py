@@ -31,14 +31,6 @@ D, THETA, SIGMA = 60, 0.8, 0.3
 WHITENED = EngineOptions(solver="whitened")
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _run(k, replicates, seed, options=WHITENED, depth=2, dim=D):
     gen = torch.Generator().manual_seed(seed)
     teachers = tasks.make_multi_source_teachers(replicates, dim, THETA, k, gen)

@@ -40,6 +40,7 @@ import math
 import numpy as np
 import scipy.linalg
 
+from featfate_sym.parameters import random_generator
 from featfate_sym.spectra import check_profile, teachers
 
 __all__ = ["METHODS", "simulate_risks", "excess_risk"]
@@ -55,14 +56,6 @@ def _positive_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"parameter {name} must be an integer >= {minimum} (got {value!r})")
     return int(value)
-
-
-def _generator(seed) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"parameter seed must be a nonnegative integer or a numpy Generator (got {seed!r})")
-    return np.random.default_rng(int(seed))
 
 
 def excess_risk(beta_hat: np.ndarray, beta_t: np.ndarray, eigenvalues: np.ndarray) -> float:
@@ -103,7 +96,7 @@ def simulate_risks(eigenvalues, profile, n_samples: int, theta: float, noise_std
         raise ValueError(f"parameter noise_std must be in [0, inf) (got {noise_std!r})")
     if solver not in ("gram", "lstsq"):
         raise ValueError(f"parameter solver must be 'gram' or 'lstsq' (got {solver!r})")
-    rng = _generator(seed)
+    rng = random_generator(seed)
     d = lam.size
     if solver == "gram" and n == d:
         raise ValueError("parameter n_samples must differ from d with solver='gram' (use solver='lstsq')")
@@ -165,7 +158,7 @@ def simulate_balanced_fine_tuning(eigenvalues, profile, n_samples: int, theta: f
         raise ValueError(f"parameter theta must be in [0, pi] (got {theta!r})")
     if not (isinstance(noise_std, (int, float, np.floating)) and math.isfinite(noise_std) and noise_std >= 0):
         raise ValueError(f"parameter noise_std must be in [0, inf) (got {noise_std!r})")
-    rng = _generator(seed)
+    rng = random_generator(seed)
     beta_s_all, beta_t_all = teachers(lam, p, float(theta), replicates, rng)
     root = np.sqrt(lam)
     out = {name: np.empty(replicates) for name in BALANCED_FIELDS}

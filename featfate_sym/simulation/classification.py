@@ -31,6 +31,8 @@ import math
 import numpy as np
 from scipy.special import ndtr
 
+from featfate_sym.parameters import random_generator
+
 __all__ = [
     "METHODS",
     "check_flip",
@@ -49,14 +51,6 @@ __all__ = [
 
 #: the estimators :func:`simulate_errors` can compute
 METHODS = ("scratch", "linear_transfer", "fine_tuning")
-
-
-def _generator(seed) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a nonnegative integer or a numpy Generator (got {seed!r})")
-    return np.random.default_rng(int(seed))
 
 
 def _check_positive_int(name: str, value) -> int:
@@ -104,7 +98,7 @@ def sample_mixture(n_samples: int, mean: np.ndarray, seed, flip: float = 0.0) ->
     ``flip = 0`` no flip is drawn (the same stream as without flips)."""
     n_samples = _check_positive_int("n_samples", n_samples)
     flip = check_flip(flip)
-    rng = _generator(seed)
+    rng = random_generator(seed)
     mean = np.asarray(mean, dtype=float)
     y = rng.choice(np.array([-1.0, 1.0]), size=n_samples)
     x = y[:, None] * mean[None, :] + rng.standard_normal((n_samples, mean.size))
@@ -188,7 +182,7 @@ def simulate_errors(
         raise ValueError(f"unknown method {sorted(unknown)[0]!r}; methods are {', '.join(METHODS)}")
     mu_s, mu_t = class_means(dim, norm, angle)
     beta_s = pretrained_vector(mu_s)
-    rng = _generator(seed)
+    rng = random_generator(seed)
     out = {name: np.empty(replicates) for name in methods}
     for r in range(replicates):
         x, y = sample_mixture(n_samples, mu_t, rng, flip)
@@ -218,7 +212,7 @@ def simulate_linear_transfer_errors(
     mu_s, mu_t = class_means(dim, norm, angle)
     f = pretrained_vector(mu_s)
     f = f / np.linalg.norm(f)
-    rng = _generator(seed)
+    rng = random_generator(seed)
     out = np.empty(replicates)
     for start in range(0, replicates, chunk):
         size = min(chunk, replicates - start)
@@ -264,7 +258,7 @@ def deep_fine_tuning_errors(
     n_samples = _check_positive_int("n", n_samples)
     replicates = _check_positive_int("replicates", replicates)
     mu_s, mu_t = class_means(dim, norm, angle)
-    rng = _generator(seed)
+    rng = random_generator(seed)
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
 
     def batch(array):

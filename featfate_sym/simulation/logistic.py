@@ -79,7 +79,7 @@ from featfate_sym.simulation.classification import check_flip, class_means, samp
 from featfate_sym.simulation.training import (
     DivergenceError,
     end_to_end,
-    matvec,
+    right_products,
     rmatvec,
     small_init,
 )
@@ -423,15 +423,6 @@ def _curvature_bound(sq_norms: torch.Tensor, g_norm: torch.Tensor, curv: torch.T
     return curv * gn + g_norm * cross
 
 
-def _right_products(weights):
-    depth = len(weights)
-    right = [None] * depth
-    right[-1] = weights[-1]
-    for l in range(depth - 1, 0, -1):
-        right[l - 1] = matvec(weights[l - 1], right[l])
-    return right
-
-
 def _test_error(beta: torch.Tensor, mu_t: torch.Tensor) -> torch.Tensor:
     norm = beta.norm(dim=-1)
     if bool((norm == 0).any()):
@@ -505,7 +496,7 @@ def descend(
 
     last_eta = torch.zeros(replicates, dtype=torch.float64)
     for step in range(max_steps + 1):
-        right = _right_products(weights)
+        right = right_products(weights)
         beta = right[0]
         terms = problem.terms(beta)
         g_norm_unit = terms.g_unit.norm(dim=-1)

@@ -46,6 +46,7 @@ import torch
 
 from featfate_sym.simulation import tasks
 from featfate_sym.simulation.training import DescentResult, DivergenceError, _bound_masks, _hessian_bound
+from featfate_sym.simulation.training import small_init as training_small_init
 
 __all__ = ["MultiSourcePopulation", "population", "small_init", "end_to_end", "pretrain", "TrunkStart",
            "trunk_start", "fine_tune_from_trunk", "trunk_end_point"]
@@ -75,23 +76,12 @@ def population(teachers: torch.Tensor, covariance=None) -> MultiSourcePopulation
 def small_init(replicates: int, dim: int, depth: int, outputs: int, generator: torch.Generator, *,
                width: int | None = None, scale: float = 1e-5) -> list[torch.Tensor]:
     """Small initialisation of a ``k = outputs``-output network (float64, CPU): hidden
-    layers ``alpha N(0, 1/d_{l-1})``, readout ``(m, k)`` with entries ``alpha N(0, 1)``."""
-    if depth < 1:
-        raise ValueError(f"L must be an integer >= 1 (got {depth})")
-    width = dim if width is None else width
-    if depth >= 2 and width < outputs:
+    layers ``alpha N(0, 1/d_{l-1})``, readout ``(m, k)`` with entries ``alpha N(0, 1)``
+    (:func:`featfate_sym.simulation.training.small_init` with ``outputs``)."""
+    if depth >= 2 and (dim if width is None else width) < outputs:
         raise ValueError(f"width must be an integer >= k = {outputs} (a k-output network needs k hidden "
                          f"directions; got width = {width})")
-    if not scale > 0:
-        raise ValueError(f"init scale must be > 0 (got {scale})")
-    sizes = [dim] + [width] * (depth - 1)
-    weights = []
-    for l in range(depth - 1):
-        w = torch.randn(replicates, sizes[l], sizes[l + 1], generator=generator, dtype=torch.float64)
-        weights.append(scale * w / sizes[l] ** 0.5)
-    readout = torch.randn(replicates, sizes[-1], outputs, generator=generator, dtype=torch.float64)
-    weights.append(scale * readout)
-    return weights
+    return training_small_init(replicates, dim, depth, generator, width=width, scale=scale, outputs=outputs)
 
 
 def _right_products(weights):

@@ -27,6 +27,8 @@ import math
 
 import numpy as np
 
+from featfate_sym.parameters import random_generator
+
 __all__ = [
     "METHODS",
     "source_teachers",
@@ -41,14 +43,6 @@ METHODS = ("linear_transfer", "scratch")
 
 #: numbers per chunk of stacked design matrices (about 32 MB of float64)
 _CHUNK_ENTRIES = 4_000_000
-
-
-def _generator(seed) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a nonnegative integer or a numpy Generator (got {seed!r})")
-    return np.random.default_rng(int(seed))
 
 
 def _positive_int(name: str, value, minimum: int = 1) -> int:
@@ -85,7 +79,7 @@ def source_teachers(dim: int, count: int, angle: float, seed, replicates: int | 
     drawn as a uniformly random orthonormal frame.  With ``replicates``, stacked on a
     leading axis: shapes ``(replicates, d)`` and ``(replicates, d, k)``."""
     dim, count, angle = _check_geometry(dim, count, angle)
-    rng = _generator(seed)
+    rng = random_generator(seed)
     size = 1 if replicates is None else _positive_int("replicates", replicates)
     frame, _ = np.linalg.qr(rng.standard_normal((size, dim, count + 1)))
     beta_t = frame[:, :, 0]
@@ -168,7 +162,7 @@ def simulate_risks(
         # X^+ y exists, but the chunked solver below uses X X^T or X^T X, singular-prone at
         # n = d; the expected risk is infinite there anyway (with noise)
         raise ValueError(f"n = d = {dim} sits on scratch's interpolation peak; choose n != d")
-    rng = _generator(seed)
+    rng = random_generator(seed)
     chunk = max(1, _CHUNK_ENTRIES // (n_samples * dim))
     out = {name: np.empty(replicates) for name in methods}
     for start in range(0, replicates, chunk):

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import torch
 
 from featfate_sym.simulation.tasks import RegressionData
-from featfate_sym.simulation.training import DivergenceError, matvec, rmatvec
+from featfate_sym.simulation.training import DivergenceError, right_products, rmatvec
 
 __all__ = ["SGDResult", "sgd", "training_loss", "balanced_at", "stationary_excess_risk", "apply_gradient",
            "imbalance", "sampling_factor", "NoiseDrift", "gradient_descent_with_noise_drift"]
@@ -72,22 +72,12 @@ class SGDResult:
     converged: torch.Tensor | None = None
 
 
-def _right_products(weights):
-    """``[beta, b_1, ..., b_{L-1}]`` with ``b_l = W_{l+1} ... W_L``."""
-    depth = len(weights)
-    right = [None] * depth
-    right[-1] = weights[-1]
-    for l in range(depth - 1, 0, -1):
-        right[l - 1] = matvec(weights[l - 1], right[l])
-    return right
-
-
 def training_loss(weights: list[torch.Tensor], data: RegressionData) -> torch.Tensor:
     """The full training loss ``(1/n)|X beta - y|^2`` per replicate: from the residuals
     when ``data`` keeps its design (accurate to rounding of the loss itself, down to an
     interpolating 0), else from the sufficient statistics ``beta^T Sxx beta - 2 beta.Sxy
     + (1/n)|y|^2`` (which loses the digits below the rounding level of ``(1/n)|y|^2``)."""
-    beta = _right_products(weights)[0]
+    beta = right_products(weights)[0]
     if data.design is not None and data.labels is not None:
         design = data.design.to(device=beta.device, dtype=beta.dtype)
         labels = data.labels.to(device=beta.device, dtype=beta.dtype)
@@ -101,7 +91,7 @@ def apply_gradient(weights: list[torch.Tensor], right: list[torch.Tensor], g: to
                    training: list[bool]) -> None:
     """One update ``W_l <- W_l - eta G_l`` of every trainable layer, in place, from the
     gradient ``g = dLoss/dbeta`` (``(R, d)``) and the right products ``right`` of
-    :func:`_right_products` taken before the update: ``G_l = (W_1...W_{l-1})^T g
+    :func:`right_products` taken before the update: ``G_l = (W_1...W_{l-1})^T g
     (W_{l+1}...W_L)^T`` by matrix-vector products."""
     depth = len(weights)
     left = g
@@ -201,7 +191,7 @@ def sgd(
             index = index.to(device)
             xb = design[rows, index]  # (R, B, d)
             yb = labels[rows, index]  # (R, B)
-            right = _right_products(weights)
+            right = right_products(weights)
             residual = (xb @ right[0].unsqueeze(-1)).squeeze(-1) - yb
             g = (2.0 / index.shape[-1]) * (residual.unsqueeze(-2) @ xb).squeeze(-2)
             apply_gradient(weights, right, g, step_size, training)
@@ -363,7 +353,7 @@ def gradient_descent_with_noise_drift(weights: list[torch.Tensor], data: Regress
             # rows x_i^T W_1, (R, n, d_1): formed afresh now and then, between times updated by
             # the rank-one change of W_1 (a d^2 product per step would dominate the cost)
             projected = design @ weights[0]
-        right = _right_products(weights)
+        right = right_products(weights)
         residual = (design @ right[0].unsqueeze(-1)).squeeze(-1) - labels  # (R, n)
         loss = (residual * residual).mean(-1)
         converged = loss <= tol

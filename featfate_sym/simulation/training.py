@@ -108,6 +108,7 @@ __all__ = [
     "DivergenceError",
     "DescentResult",
     "small_init",
+    "right_products",
     "end_to_end",
     "layer_gradients",
     "gradient_descent",
@@ -158,12 +159,15 @@ def small_init(
     *,
     width: int | None = None,
     scale: float = 1e-5,
+    outputs: int | None = None,
 ) -> list[torch.Tensor]:
     """Small initialisation ``W_l = alpha Wbar_l`` (float64, CPU).
 
     ``Wbar_l`` has entries ``N(0, 1/d_{l-1})`` for the square (hidden) layers and
     ``N(0, 1)`` for the readout, as in the authors' runs (SPEC section 1); ``alpha =
-    scale``.  ``width`` defaults to ``dim``.
+    scale``.  ``width`` defaults to ``dim``.  ``outputs = k``: a ``k``-output readout of
+    shape ``(m, k)`` (:mod:`featfate_sym.simulation.multi_output`); ``None``: one output,
+    a vector.
     """
     if depth < 1:
         raise ValueError(f"L must be an integer >= 1 (got {depth})")
@@ -177,12 +181,12 @@ def small_init(
     for l in range(depth - 1):
         w = torch.randn(replicates, sizes[l], sizes[l + 1], generator=generator, dtype=torch.float64)
         weights.append(scale * w / sizes[l] ** 0.5)
-    readout = torch.randn(replicates, sizes[-1], generator=generator, dtype=torch.float64)
-    weights.append(scale * readout)
+    shape = (replicates, sizes[-1]) if outputs is None else (replicates, sizes[-1], outputs)
+    weights.append(scale * torch.randn(*shape, generator=generator, dtype=torch.float64))
     return weights
 
 
-def _right_products(weights: list[torch.Tensor]) -> list[torch.Tensor]:
+def right_products(weights: list[torch.Tensor]) -> list[torch.Tensor]:
     """``[beta, b_1, ..., b_{L-1}]``: ``b_l = W_{l+1} ... W_L`` (``b_{L-1} = W_L``)."""
     depth = len(weights)
     right = [None] * depth
@@ -203,7 +207,7 @@ def end_to_end(weights: list[torch.Tensor]) -> torch.Tensor:
 def layer_gradients(weights: list[torch.Tensor], data: RegressionData) -> list[torch.Tensor]:
     """The layer gradients ``G_l`` as dense tensors (for monitors and tests; the training
     loop never forms them)."""
-    right = _right_products(weights)
+    right = right_products(weights)
     beta = right[0]
     g = 2.0 * ((beta if data.sxx is None else rmatvec(data.sxx, beta)) - data.sxy)
     left = g
@@ -317,7 +321,7 @@ def gradient_descent(
         unlimited = torch.isinf(drift_budget)
 
     for step in range(max_steps + 1):
-        right = _right_products(weights)
+        right = right_products(weights)
         beta = right[0]
         g = (beta if sxx is None else rmatvec(sxx, beta)) - sxy
         g = g + g  # 2 (Sxx beta - Sxy)

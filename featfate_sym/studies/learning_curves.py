@@ -49,7 +49,8 @@ def simulate_curve(gamma: float, sigma: float, dim: int, *, depth: int = 1, eta:
     every step, fresh teacher, design and noise per replicate) and the initial mode strength
     ``u0 = prod_{l<L} sigma_max(W_l) |W_L|`` per replicate (``(R,)``; ``|beta(0)|`` for L = 1)."""
     from featfate_sym.simulation import tasks
-    from featfate_sym.simulation.sgd import _right_products, apply_gradient
+    from featfate_sym.simulation.sgd import apply_gradient
+    from featfate_sym.simulation.training import right_products
     from featfate_sym.simulation.training import DivergenceError, end_to_end, rmatvec, small_init
 
     n = int(round(gamma * dim))
@@ -73,7 +74,7 @@ def simulate_curve(gamma: float, sigma: float, dim: int, *, depth: int = 1, eta:
     training = [True] * depth
     risks = [tasks.risk(end_to_end(weights), teachers.target)]
     for _ in range(steps):
-        right = _right_products(weights)
+        right = right_products(weights)
         g = 2.0 * (rmatvec(data.sxx, right[0]) - data.sxy)
         apply_gradient(weights, right, g, eta, training)
         risks.append(tasks.risk(end_to_end(weights), teachers.target))

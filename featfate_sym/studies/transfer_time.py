@@ -90,7 +90,8 @@ def simulate_transfer_curves(gamma: float, theta: float, sigma: float, dim: int,
     steps in ``record`` (sorted step indices, default every step, 0 = the start).  A
     non-finite risk raises ``DivergenceError`` naming the step."""
     from featfate_sym.simulation import tasks
-    from featfate_sym.simulation.sgd import _right_products, apply_gradient, balanced_at
+    from featfate_sym.simulation.sgd import apply_gradient, balanced_at
+    from featfate_sym.simulation.training import right_products
     from featfate_sym.simulation.training import DivergenceError, end_to_end, rmatvec, small_init
 
     _validate(gamma, theta, sigma, dim, depth, eta, steps, replicates, init_scale)
@@ -140,7 +141,7 @@ def simulate_transfer_curves(gamma: float, theta: float, sigma: float, dim: int,
         keep()
     for k in range(1, steps + 1):
         for p, weights in nets.items():
-            right = _right_products(weights)
+            right = right_products(weights)
             g = 2.0 * (rmatvec(data.sxx, right[0]) - data.sxy)
             apply_gradient(weights, right, g, eta, trainable[p])
         if depth == 1:

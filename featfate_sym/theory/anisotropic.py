@@ -743,12 +743,7 @@ def _c_root(parts: dict) -> ImplicitRoot:
 
 
 def _balanced_numeric(expr: sp.Expr, parts: dict) -> NumericForm:
-    ell = parts["ell_root"]
-    # the bracket ends in the parameters only (kappa's closed form): the evaluators take a
-    # bracket as a function of the parameters, the equation also of the earlier roots
-    bracket = tuple(e.subs(kappa, parts["root_k"]) for e in ell.bracket)
-    ell = ImplicitRoot(ell.symbol, ell.equation, bracket, ell.description, where=ell.where)
-    return NumericForm(expr, [_kappa_implicit(), ell],
+    return NumericForm(expr, [_kappa_implicit(), parts["ell_root"]],
                        "kappa as the root of its quadratic, then ell_c = log(c^2 - a) (no power of c "
                        "whose exponent grows with L; c^(L-1) = sqrt(b) e^(-ell_c/2))")
 
