@@ -15,7 +15,7 @@ own GD run, the simulated mean +- SE, and z against each.  Slopes: Richardson's
 against the per-replicate first order (paired t) and the limit.  Tests are two-sided t at
 family-wise rate 1e-3, Bonferroni over the rows of each block.
 
-Usage: ``python numerics/sgd_transfer_table.py [--dim 200] [--replicates 24] [--seed 11]``.
+Usage: ``python numerics/sgd_transfer_table.py [--dim 200] [--replicates 24] [--seed 11] [--depth 2]``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,10 @@ def main(argv=None) -> None:
                         default=24, help="paired replicates (default 24)")
     parser.add_argument("--seed", type=cli.number("seed", lower=0, upper=2**31 - 1, integer=True), default=11,
                         help="random seed (default 11)")
+    parser.add_argument("--depth", type=cli.number("depth", lower=2, upper=8, integer=True), default=DEPTH,
+                        help=f"network depth L (default {DEPTH})")
     args = parser.parse_args(argv)
+    depth = args.depth
     torch.set_num_threads(1)
     dim, reps = args.dim, args.replicates
     start = time.time()
@@ -61,18 +64,18 @@ def main(argv=None) -> None:
                 plan.setdefault(round(r * batch / dim, 12), []).append((batch, replacement))
     runs = {}
     for eta, schemes in sorted(plan.items()):
-        runs[eta] = fine_tuning_runs(GAMMA, THETA, SIGMA, DEPTH, dim, (eta,), tuple(schemes), replicates=reps,
+        runs[eta] = fine_tuning_runs(GAMMA, THETA, SIGMA, depth, dim, (eta,), tuple(schemes), replicates=reps,
                                      seed=args.seed)
-    t_exact = learning_curves.transferability_gd(GAMMA, THETA, SIGMA, DEPTH, 1e-300)
-    full = learning_curves.fine_tuning_noise_integral(GAMMA, THETA, SIGMA, DEPTH)
-    factor = learning_curves._sgd_pieces()[3](full.scale, DEPTH, GAMMA, THETA, SIGMA)
+    t_exact = learning_curves.transferability_gd(GAMMA, THETA, SIGMA, depth, 1e-300)
+    full = learning_curves.fine_tuning_noise_integral(GAMMA, THETA, SIGMA, depth)
+    factor = learning_curves._sgd_pieces()[3](full.scale, depth, GAMMA, THETA, SIGMA)
     gd_slope_emp = float(factor) * full.full_batch
-    print(f"# gamma = {GAMMA}, theta = pi/3, sigma = {SIGMA}, L = {DEPTH}, d = {dim}, n = {round(GAMMA * dim)}, "
+    print(f"# gamma = {GAMMA}, theta = pi/3, sigma = {SIGMA}, L = {depth}, d = {dim}, n = {round(GAMMA * dim)}, "
           f"{reps} replicates, seed {args.seed}")
     print(f"# T_exact (limit) = {t_exact:.6f}; mean T_flow at the sampled data = "
           f"{np.mean(runs[min(runs)]['flow']):.6f} +- {np.std(runs[min(runs)]['flow'], ddof=1) / math.sqrt(reps):.6f}")
     print(f"# dT/deta of full-batch GD on the empirical loss (limit) = {gd_slope_emp:.5f}; on the whitened loss "
-          f"(ft.transferability_gd) = {learning_curves.transferability_gd_slope(GAMMA, THETA, SIGMA, DEPTH):.5f}")
+          f"(ft.transferability_gd) = {learning_curves.transferability_gd_slope(GAMMA, THETA, SIGMA, depth):.5f}")
     rows = [(eta, s) for eta, schemes in sorted(plan.items()) for s in schemes]
     crit = t_critical(reps - 1, ALPHA, len(rows))
     print(f"\n## T_ft and the paired shift T_SGD - T_GD (t critical {crit:.3f}: alpha {ALPHA}, {len(rows)} rows)")
@@ -89,7 +92,7 @@ def main(argv=None) -> None:
         for batch, replacement in plan[eta]:
             s = (batch, replacement)
             sim = runs[eta][("sgd", eta, s)]
-            slope = learning_curves.transferability_sgd_slope(GAMMA, THETA, SIGMA, DEPTH, batch, dim,
+            slope = learning_curves.transferability_sgd_slope(GAMMA, THETA, SIGMA, depth, batch, dim,
                                                               replacement=replacement)
             theory = t_exact + eta * (slope + gd_slope_emp)
             m = mean_se(sim)
@@ -114,7 +117,7 @@ def main(argv=None) -> None:
         p = {e: runs[e][("pred", e, s)] - runs[e][("gd", e)] for e in (e1, e2)}
         sim = (4 * d[e1] - d[e2]) / (2 * e1)
         pred = (4 * p[e1] - p[e2]) / (2 * e1)
-        limit = learning_curves.transferability_sgd_slope(GAMMA, THETA, SIGMA, DEPTH, batch, dim,
+        limit = learning_curves.transferability_sgd_slope(GAMMA, THETA, SIGMA, depth, batch, dim,
                                                           replacement=replacement)
         ms, mp_, diff = mean_se(sim), mean_se(pred), mean_se(sim - pred)
         r1, r2 = float(np.mean(d[e1] - p[e1])), float(np.mean(d[e2] - p[e2]))

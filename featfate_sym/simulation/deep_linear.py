@@ -215,21 +215,50 @@ def whitened_problem(data: tasks.RegressionData, tol: float) -> tuple[tasks.Regr
 
 def _descend(weights, data, opts, tol, device, dtype, drift_control=None, trainable=None, drift_budget=None):
     """Train ``weights`` in place with the solver of ``opts``; the result reports the
-    loss of ``data`` itself (see "Solvers" in the module docstring)."""
+    loss of ``data`` itself (see "Solvers" in the module docstring).
+
+    With ``n < d`` the descent runs in the row space of the design
+    (:func:`tasks.in_row_space`): the first layer is trained as ``Q^T W_1`` (``n`` rows
+    instead of ``d``) and its change mapped back, ``W_1 += Q (Q^T W_1)_end - Q (Q^T
+    W_1)_start``; the part of ``W_1`` outside the row space receives no gradient.  The
+    curvature bound ``H`` of the step rule is then computed from ``|Q^T W_1|`` in place of
+    ``|W_1|``: the Hessian of the loss involves ``W_1`` only through ``Q^T W_1`` (its
+    ``W_2`` block is ``W_1^T Sxx W_1 = (Q^T W_1)^T (Q^T Sxx Q) (Q^T W_1)``), so this is the
+    same bound without the frozen part and the steps are gradient descent's with a tighter
+    (larger, still stable) step.  Every layer gradient, the loss and the metered drift of
+    the end-point rule (``|G_1| = |Q^T g| |b_1|``, ``g`` in ``span Q``) are unchanged.
+    """
     settings = dict(max_steps=opts.max_steps, step_scale=opts.step_scale, check_every=opts.check_every,
                     trainable=trainable, drift_budget=drift_budget)
+    full = data
+    first = None
+    if data.basis is not None:
+        q = data.basis.to(device=device, dtype=dtype)
+        first = weights[0]
+        vector = first.dim() == 2  # L = 1: the first layer is beta itself, (R, d)
+        start = q.mT @ (first.unsqueeze(-1) if vector else first)
+        reduced = start.clone()
+        weights = [reduced.squeeze(-1) if vector else reduced] + list(weights[1:])
+        data = tasks.in_row_space(data)
     if opts.solver == "gd" or data.sxx is None:
-        return gradient_descent(
+        run = gradient_descent(
             weights, tasks.to_device(data, device, dtype), tol=tol, drift_control=drift_control, **settings
         )
-    white, white_tol = whitened_problem(data, tol)
-    run = gradient_descent(
-        weights, tasks.to_device(white, device, dtype), tol=white_tol, drift_control=drift_control, **settings
-    )
+    else:
+        white, white_tol = whitened_problem(data, tol)
+        run = gradient_descent(
+            weights, tasks.to_device(white, device, dtype), tol=white_tol, drift_control=drift_control, **settings
+        )
+    if first is not None:
+        change = q @ ((weights[0].unsqueeze(-1) if vector else weights[0]) - start)
+        first.add_(change.squeeze(-1) if vector else change)
+        weights = [first] + list(weights[1:])
+    if opts.solver == "gd" or full.sxx is None:
+        return run
     beta = _end_to_end64(weights)
-    diff = beta - data.minimiser
-    excess = ((diff.unsqueeze(-2) @ data.sxx).squeeze(-2) * diff).sum(-1)
-    return replace(run, loss=excess + data.min_loss, excess=excess, converged=run.converged & (excess <= tol))
+    diff = beta - full.minimiser
+    excess = ((diff.unsqueeze(-2) @ full.sxx).squeeze(-2) * diff).sum(-1)
+    return replace(run, loss=excess + full.min_loss, excess=excess, converged=run.converged & (excess <= tol))
 
 
 def _descend_from_small_init(data, depth, generator, opts, tol, device, dtype):

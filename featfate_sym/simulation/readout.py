@@ -44,7 +44,7 @@ import torch
 
 from featfate_sym.simulation.tasks import RegressionData
 
-__all__ = ["ReadoutFit", "refit_readout"]
+__all__ = ["ReadoutFit", "leading_singular", "refit_readout"]
 
 
 @dataclass
@@ -59,6 +59,46 @@ class ReadoutFit:
     beta: torch.Tensor
     beta_naive: torch.Tensor
     rank: torch.Tensor
+
+
+def leading_singular(
+    matrix: torch.Tensor, rank_tol: float, *, tol: float = 1e-13, max_iter: int = 50
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left singular vectors and values of a batch ``(R, d, m)`` of matrices, as many as
+    the rank rule needs: every ``s_i > rank_tol * s_1`` and at least one below it.
+
+    Subspace iteration on ``M M^T`` from a fixed start (a private generator, so neither the
+    global random state nor the result depends on anything else), with a Rayleigh-Ritz
+    step each round.  It stops when every kept triplet has residual
+    ``|M v_i - s_i u_i| <= tol * s_1``; by the gap theorem its directions are then within
+    ``tol * s_1 / (s_i - s_(q+1))`` of the exact ones, about ``tol`` for the rank-k-plus-
+    ``O(alpha)`` feature maps of small-initialisation pretraining, whose gap is the whole
+    ``s_k``.  If ``q`` columns do not reach below the threshold, ``q`` doubles; past
+    half the rank, or without convergence in ``max_iter`` rounds, it is the full SVD.
+    Returns ``(u, s)`` with ``u`` of shape ``(R, d, q)`` and ``s`` ``(R, q)``, descending.
+    """
+    replicates, dim, width = matrix.shape
+    full = min(dim, width)
+    q = min(8, full)
+    start = torch.Generator().manual_seed(0)
+    while 2 * q <= full:
+        omega = torch.randn(width, q, generator=start, dtype=matrix.dtype)
+        basis = torch.linalg.qr(matrix @ omega).Q
+        for _ in range(max_iter):
+            basis = torch.linalg.qr(matrix @ (matrix.transpose(-1, -2) @ basis)).Q
+            small_u, svals, vh = torch.linalg.svd(basis.transpose(-1, -2) @ matrix, full_matrices=False)
+            u = basis @ small_u
+            keep = svals > rank_tol * svals[:, :1]
+            residual = (matrix @ vh.transpose(-1, -2) - u * svals.unsqueeze(1)).norm(dim=1)
+            if bool((residual[keep] <= tol * svals[:, :1].expand_as(svals)[keep]).all()):
+                break
+        else:
+            break  # no convergence: the full SVD below
+        if not bool(keep[:, -1].any()):
+            return u, svals
+        q *= 2
+    u, svals, _ = torch.linalg.svd(matrix, full_matrices=False)
+    return u, svals
 
 
 def refit_readout(
@@ -83,35 +123,43 @@ def refit_readout(
     sxx, sxy = data.sxx, data.sxy
     replicates, dim = sxy.shape
     if feature_map is None:
-        feature_map = torch.eye(dim, dtype=torch.float64).expand(replicates, dim, dim)
-    feature_map = feature_map.to(torch.float64).cpu()
-    u, svals, _ = torch.linalg.svd(feature_map, full_matrices=False)
-    n = data.n_samples
+        # identity features (L = 1): every direction is kept, no decomposition needed
+        u = torch.eye(dim, dtype=torch.float64).expand(replicates, dim, dim)
+        svals = torch.ones(replicates, dim, dtype=torch.float64)
+        feature_map = u
+    else:
+        feature_map = feature_map.to(torch.float64).cpu()
+        u, svals = leading_singular(feature_map, rank_tol)
+    eye = torch.eye(dim, dtype=torch.float64)
 
-    betas, naives, ranks = [], [], []
+    betas, ranks = [], []
     for r in range(replicates):
         keep = int((svals[r] > rank_tol * svals[r, 0]).sum())
         ur = u[r, :, :keep] * svals[r, :keep]  # U_r S_r, d x r
         gram = ur.T @ sxx[r] @ ur
         rhs = ur.T @ sxy[r]
         if lam > 0:
-            c = torch.linalg.solve(gram + lam * torch.eye(keep, dtype=torch.float64), rhs)
+            c = torch.linalg.solve(gram + lam * eye[:keep, :keep], rhs)
         else:
             c = torch.linalg.pinv(gram, hermitian=True) @ rhs
         betas.append(ur @ c)
         ranks.append(keep)
 
-        # naive: all directions of F = X F_map (the pseudo-inverse at lam = 0)
-        feats = data.design[r] @ feature_map[r]
-        y = data.labels[r]
-        if lam > 0:
-            m = feats.shape[1]
-            w = torch.linalg.solve(feats.T @ feats / n + lam * torch.eye(m, dtype=torch.float64), feats.T @ y / n)
-        else:
-            w = torch.linalg.pinv(feats) @ y
-        naives.append(feature_map[r] @ w)
+    # naive: all directions of F = X F_map (the minimum-norm least-squares fit at lam = 0 by
+    # LAPACK's SVD solver gelsd, with the pseudo-inverse's cutoff max(n, m) eps: the
+    # pseudo-inverse's solution without forming it; the faster QR solvers are either
+    # unsafe for rank-deficient F (gels) or not bit-for-bit reproducible (gelsy)
+    feats = data.design @ feature_map
+    labels = data.labels.unsqueeze(-1)
+    if lam > 0:
+        n, m = data.n_samples, feats.shape[-1]
+        gram = feats.transpose(-1, -2) @ feats / n + lam * torch.eye(m, dtype=torch.float64)
+        w = torch.linalg.solve(gram, feats.transpose(-1, -2) @ labels / n)
+    else:
+        w = torch.linalg.lstsq(feats, labels, driver="gelsd").solution
+    naives = (feature_map @ w).squeeze(-1)
     return ReadoutFit(
         beta=torch.stack(betas),
-        beta_naive=torch.stack(naives),
+        beta_naive=naives,
         rank=torch.tensor(ranks, dtype=torch.int64),
     )

@@ -46,6 +46,7 @@ __all__ = [
     "sample_regression",
     "population_data",
     "whitened",
+    "in_row_space",
     "risk",
 ]
 
@@ -69,7 +70,13 @@ class RegressionData:
     population loss.  ``sxx is None`` means the identity (population loss, unit input
     covariance), which the training loop uses to skip a matrix-vector product.
     ``projector`` is the orthogonal projector onto the row space of ``X`` (the range of
-    ``Sxx``), ``None`` where that is the whole space (``n >= d``, or the population loss).
+    ``Sxx``), ``None`` where that is the whole space (``n >= d``, or the population loss);
+    ``basis`` then holds its orthonormal basis ``Q`` (``(R, d, n)``, ``projector = Q Q^T``;
+    a column is zero where ``X`` has fewer than ``n`` independent rows) and
+    ``basis_eigenvalues`` the eigenvalues of ``Sxx`` along it (``Q`` are the right
+    singular vectors of ``X``, so ``Q^T Sxx Q`` is diagonal), which lets the
+    training loop descend in the ``n`` coordinates the loss depends on
+    (:func:`in_row_space`).
     """
 
     sxx: torch.Tensor | None  # (R, d, d) or None = identity
@@ -82,6 +89,8 @@ class RegressionData:
     design: torch.Tensor | None = None  # (R, n, d)
     labels: torch.Tensor | None = None  # (R, n)
     projector: torch.Tensor | None = None  # (R, d, d) or None = identity
+    basis: torch.Tensor | None = None  # (R, d, n) with projector = basis basis^T
+    basis_eigenvalues: torch.Tensor | None = None  # (R, n): basis^T Sxx basis = diag(these)
 
 
 def make_teachers(
@@ -210,26 +219,49 @@ def make_multi_source_teachers(
 
 
 def _statistics(design: torch.Tensor, labels: torch.Tensor, keep_design: bool) -> RegressionData:
-    """Sufficient statistics, minimum-norm minimiser and top curvature (float64)."""
+    """Sufficient statistics, minimum-norm minimiser and top curvature (float64).
+
+    The numerical rank of ``X^T X / n`` follows numpy.linalg.matrix_rank's rule:
+    eigenvalues below ``lambda_max max(n, d) eps`` are zero, and the null space holds no
+    signal.  ``n < d``: the nonzero spectrum and the row space come from the ``n x n``
+    Gram matrix ``X X^T / n = U diag(lambda) U^T`` (row-space basis ``Q = X^T U
+    diag(lambda n)^(-1/2)``), a factor ``(d/n)^3`` cheaper than the ``d x d`` problem.
+    ``n >= d``: the eigenvalues alone, and the minimiser by a Cholesky solve when every
+    eigenvalue is kept (the generic case); otherwise the full eigendecomposition.
+    """
     n = design.shape[-2]
     dim = design.shape[-1]
+    eps = torch.finfo(torch.float64).eps
     sxx = design.mT @ design / n
     sxy = (design.mT @ labels.unsqueeze(-1)).squeeze(-1) / n
     yy = (labels * labels).sum(-1) / n
-    evals, evecs = torch.linalg.eigh(sxx)
-    top = evals[..., -1]
-    # Numerical rank of X^T X / n: eigenvalues below the rounding level of the largest
-    # one are zero (numpy.linalg.matrix_rank's rule); the null space holds no signal.
-    cutoff = top.unsqueeze(-1) * max(n, dim) * torch.finfo(torch.float64).eps
-    kept = evals > cutoff
-    inv = torch.where(kept, 1.0 / evals.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
-    coeff = (evecs.mT @ sxy.unsqueeze(-1)).squeeze(-1) * inv
-    minimiser = (evecs @ coeff.unsqueeze(-1)).squeeze(-1)
-    min_loss = (yy - (minimiser * sxy).sum(-1)).clamp_min(0.0)
-    projector = None
-    if not bool(kept.all()):
-        basis = evecs * kept.unsqueeze(-2)
+    projector = basis = None
+    if n < dim:
+        evals, u = torch.linalg.eigh(design @ design.mT / n)
+        top = evals[..., -1]
+        kept = evals > top.unsqueeze(-1) * max(n, dim) * eps
+        scale = torch.where(kept, (evals.clamp_min(torch.finfo(torch.float64).tiny) * n).rsqrt(), 0.0)
+        basis = design.mT @ (u * scale.unsqueeze(-2))  # (R, d, n), zero columns where not kept
         projector = basis @ basis.mT
+        inv = torch.where(kept, 1.0 / evals.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+        minimiser = (basis @ ((basis.mT @ sxy.unsqueeze(-1)).squeeze(-1) * inv).unsqueeze(-1)).squeeze(-1)
+    else:
+        evals = torch.linalg.eigvalsh(sxx)
+        top = evals[..., -1]
+        kept = evals > top.unsqueeze(-1) * max(n, dim) * eps
+        chol, info = torch.linalg.cholesky_ex(sxx)
+        if bool(kept.all()) and not bool(info.any()):
+            minimiser = torch.cholesky_solve(sxy.unsqueeze(-1), chol).squeeze(-1)
+        else:
+            evals, evecs = torch.linalg.eigh(sxx)
+            kept = evals > evals[..., -1:] * max(n, dim) * eps
+            inv = torch.where(kept, 1.0 / evals.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+            coeff = (evecs.mT @ sxy.unsqueeze(-1)).squeeze(-1) * inv
+            minimiser = (evecs @ coeff.unsqueeze(-1)).squeeze(-1)
+            if not bool(kept.all()):
+                kept_basis = evecs * kept.unsqueeze(-2)
+                projector = kept_basis @ kept_basis.mT
+    min_loss = (yy - (minimiser * sxy).sum(-1)).clamp_min(0.0)
     return RegressionData(
         sxx=sxx,
         sxy=sxy,
@@ -241,6 +273,39 @@ def _statistics(design: torch.Tensor, labels: torch.Tensor, keep_design: bool) -
         design=design if keep_design else None,
         labels=labels if keep_design else None,
         projector=projector,
+        basis=basis,
+        basis_eigenvalues=None if basis is None else torch.where(kept, evals, 0.0),
+    )
+
+
+def in_row_space(data: RegressionData) -> RegressionData:
+    """``data`` in the coordinates of its row-space basis ``Q`` (``n < d``): ``Sxx ->
+    Q^T Sxx Q``, ``Sxy -> Q^T Sxy``, minimiser ``-> Q^T beta*``, the rest unchanged.
+
+    The loss depends on ``beta`` only through ``Q^T beta`` (``X = X Q Q^T``) and every
+    gradient with respect to ``beta`` lies in ``span Q``, so gradient descent on the first
+    layer ``W_1`` moves only ``Q^T W_1``: descending ``[Q^T W_1, W_2, ...]`` on these
+    statistics and adding ``Q (Q^T W_1)_end - Q (Q^T W_1)_start`` back is the same descent
+    on ``n x m`` instead of ``d x m`` (every curvature and gradient norm is the same).
+    """
+    if data.basis is None or data.basis_eigenvalues is None:
+        raise ValueError("in_row_space needs data with a row-space basis (n < d)")
+    q = data.basis
+
+    def reduce(v):
+        return (v.unsqueeze(-2) @ q).squeeze(-2)
+
+    full_rank = bool((q.abs().amax(-2) > 0).all())
+    return RegressionData(
+        sxx=torch.diag_embed(data.basis_eigenvalues),
+        sxy=reduce(data.sxy),
+        yy=data.yy,
+        minimiser=reduce(data.minimiser),
+        min_loss=data.min_loss,
+        top_eigenvalue=data.top_eigenvalue,
+        n_samples=data.n_samples,
+        # a zero basis column is a dead coordinate: the reduced projector marks it
+        projector=None if full_rank else torch.diag_embed((q.abs().amax(-2) > 0).to(q.dtype)),
     )
 
 
@@ -330,6 +395,8 @@ def whitened(data: RegressionData) -> RegressionData:
         min_loss=torch.zeros_like(data.min_loss),
         top_eigenvalue=torch.ones_like(data.top_eigenvalue),
         n_samples=data.n_samples,
+        basis=data.basis,
+        basis_eigenvalues=None if data.basis is None else (data.basis_eigenvalues > 0).to(beta.dtype),
     )
 
 
@@ -350,6 +417,8 @@ def to_device(data: RegressionData, device: torch.device | str, dtype: torch.dty
         design=data.design,
         labels=data.labels,
         projector=move(data.projector),
+        basis=move(data.basis),
+        basis_eigenvalues=move(data.basis_eigenvalues),
     )
 
 

@@ -6,7 +6,9 @@ is ``beta = W_1 ... W_L``.  Weights are stored with the replicates on a leading 
 ``(R, d_{l-1}, d_l)`` and ``(R, d_{L-1})``.
 
 Loss: ``(1/n)|y - X beta|^2`` (no 1/2, as in the paper's experiments), evaluated from the
-sufficient statistics only, so a step costs ``O(L R d^2)`` whatever ``n``.  With
+sufficient statistics only, so a step costs ``O(L R d^2)`` whatever ``n`` (with ``n < d``
+the engine passes the first layer in the ``n`` coordinates of the row space of ``X``,
+:func:`featfate_sym.simulation.tasks.in_row_space`, so its part costs ``O(R n d)``).  With
 ``g = dLoss/dbeta = 2 (Sxx beta - Sxy)`` the layer gradients are rank one,
 
     ``G_l = (W_1 ... W_{l-1})^T g (W_{l+1} ... W_L)^T = a_l b_l^T``,
