@@ -228,7 +228,7 @@ def figures(out: Path, quick: bool = False) -> list[Path]:
             ax.set_xlabel(r"$t = \eta \times$ steps")
             ax.set_title(f"L = {depth}" + (" (dotted: L = 1 theory)" if depth > 1 else ""), fontsize=9)
         axes[0].set_ylabel(r"$\mathcal{T}(t) = \mathcal{R}_{\mathrm{sc}}(t) - \mathcal{R}(t)$")
-        axes[0].legend(fontsize=8, loc="lower left")
+        axes[0].legend(fontsize=8, loc="upper right")
         fig.suptitle(rf"$\gamma={gamma:g}$, $\theta=\pi/4$, $\sigma={sigma:g}$, $d={dim}$, {replicates} paired runs, "
                      rf"$\eta={eta:g}$, scratch init $\alpha={alpha:g}$", fontsize=9)
         paths += style.save(fig, out, "transfer_time_curves", res["dpi"])
@@ -244,12 +244,13 @@ def figures(out: Path, quick: bool = False) -> list[Path]:
             ax.plot([r[1] for r in sel], [r[4] for r in sel], "o-", color=f"C{depth - 1}", ms=4,
                     label=rf"$L={depth}$ (simulation)")
         ax.axhline(1.0, color="C0", ls="--", lw=1, label=r"$L=1$ theory: equal times, every $\theta$")
-        ax.set_ylim(bottom=0.0)
+        # head room for a two-column legend above the curves
+        ax.set_ylim(0.0, 1.4 * float(np.nanmax([r[4] for r in rows] + [1.0])))
         style.theta_axis(ax.xaxis)
         ax.set_xlabel(style.LABELS["theta"])
         ax.set_ylabel(r"time to transfer / time to learn (90% of the way)")
         ax.set_title(rf"fine-tuning vs scratch, $\gamma={gamma:g}$, $\sigma=0$, $\alpha={alpha:g}$, $d={dim}$",
                      fontsize=9)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, ncol=2, loc="upper right")
         paths += style.save(fig, out, "transfer_time_ratio", res["dpi"])
     return paths

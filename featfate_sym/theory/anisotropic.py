@@ -198,7 +198,7 @@ def trace_forms() -> dict:
     diff_vec = sp.Matrix([sp.cos(theta) - 1, sp.sin(theta)])  # in the orthonormal pair (beta_s, nu)
     energy = sp.simplify((diff_vec.T * diff_vec)[0, 0])
     half_angle = 4 * sp.sin(theta / 2) ** 2
-    if sp.simplify(energy - half_angle) != 0:
+    if not is_zero(energy - half_angle):
         raise ArithmeticError("|beta_t - beta_s|^2 is not 4 sin^2(theta/2)")
     steps.append(Step("fine-tuning (c = 1): beta_ft = beta_s + X^+ (y - X beta_s) is min-norm least "
                       "squares on the residual task y - X beta_s = X (beta_t - beta_s) + eps, shifted by "
@@ -565,7 +565,7 @@ def ft_transferability_two_level() -> Derivation:
         raise ArithmeticError("the variance did not cancel in T_ft")
     # the bias is linear in the teacher's energy: bias_ft / bias_sc is the energy ratio
     ratio = sp.cancel(bias_ft / bias_sc)
-    if ratio.has(kappa) or sp.simplify(difference - bias_sc * (1 - ratio)) != 0:
+    if ratio.has(kappa) or not is_zero(difference - bias_sc * (1 - ratio)):
         raise ArithmeticError(f"bias_ft/bias_sc is not a function of theta alone: {ratio}")
     difference = bias_sc * (1 - ratio)
     # the constant branch first (see _risk_two_level on the order)
@@ -582,6 +582,7 @@ def ft_transferability_two_level() -> Derivation:
 
 # -- fine-tuning at the balanced root, any depth ---------------------------------------------------
 from featfate_sym.symbols import L, a, b, c  # noqa: E402  (depth, root-equation symbols of fine_tuning)
+from featfate_sym.theory.zero import is_zero
 
 _RESOLVENT = (
     "deterministic equivalent of the sample-covariance resolvent (cited lemma): for Sigma_hat = "
@@ -663,7 +664,7 @@ def balanced_forms() -> dict:
         raise ArithmeticError("kappa/(lambda + kappa) + lambda/(lambda + kappa) is not 1")
     inverse_trace = (kappa / _RIDGE) * (_DIM - _D1) / kappa  # tr (Sigma + kappa)^-1 = (d - D_1)/kappa
     gram = sp.simplify(((inverse_trace - (_DIM - _NUM) / _RIDGE) / _NUM).subs(_RIDGE, ridge_of_kappa))
-    if sp.simplify(gram - 1 / kappa) != 0:
+    if not is_zero(gram - 1 / kappa):
         raise ArithmeticError(f"tr (X X^T)^-1 is not 1/kappa: {gram}")
     steps.append(Step("tr (X X^T + n lam)^-1 = (1/n)[tr (Sigma_hat + lam)^-1 - (d - n)/lam], the lemma with "
                       "A = I and kappa tr (Sigma + kappa)^-1 = d - D_1, lam from the fixed point: SymPy "
@@ -688,9 +689,9 @@ def balanced_forms() -> dict:
                       "variance; the eps cross term has mean 0", energy))
     risk = forms["bias"].subs(ENERGY, energy) + forms["variance"]
     scratch = forms["bias"].subs(ENERGY, 1) + forms["variance"]
-    transfer = sp.factor(sp.simplify(scratch - risk))
+    transfer = sp.factor(scratch - risk)
     unit_bias = forms["bias"].subs(ENERGY, 1)
-    if sp.simplify(transfer - unit_bias * SCALE * (2 * sp.cos(theta) - SCALE)) != 0:
+    if not is_zero(transfer - unit_bias * SCALE * (2 * sp.cos(theta) - SCALE)):
         raise ArithmeticError(f"T_ft is not bias_sc s_c (2 cos theta - s_c): {transfer}")
     transfer = unit_bias * SCALE * (2 * sp.cos(theta) - SCALE)
     steps.append(Step("R_ft = bias(energy) + variance; T = R_sc - R_ft: the variance cancels, "
@@ -725,7 +726,7 @@ def _balanced_two_level() -> dict:
     # the same identity on the root, c^(L-1) = sqrt(b) e^(-ell_c/2) (derived there), for the risk
     from featfate_sym.symbols import ell_c
     risk_stable = risk_k.subs(SCALE, sp.sqrt(b_k) * sp.exp(-ell_c / 2))
-    if sp.simplify(t_stable - t_k.subs(SCALE, sp.sqrt(b_k) * sp.exp(-ell_c / 2))) != 0:
+    if not is_zero(t_stable - t_k.subs(SCALE, sp.sqrt(b_k) * sp.exp(-ell_c / 2))):
         raise ArithmeticError("the depth-stable T is not T at s_c = sqrt(b) e^(-ell_c/2)")
     a_b_bracket = (sp.sqrt(a_k), sp.sqrt(a_k + b_k ** (1 / L) + 1))
     return {"a": a_k, "b": b_k, "equation": equation, "risk": risk_c, "t": t_c, "risk_stable": risk_stable,

@@ -57,6 +57,7 @@ from featfate_sym.theory.random_matrix import (
     projection_mean_coefficient,
     proportional_limit,
 )
+from featfate_sym.theory.zero import is_zero
 
 m = m_mean
 
@@ -144,13 +145,15 @@ def mixture_mean(expr: sp.Expr) -> sp.Expr:
             # rewrite the coefficients, e.g. cos(theta) as |cos(theta)|)
             poly = sp.Poly(out, g)
             out = sp.Add(*[coeff * _normal_moment(k) for (k,), coeff in poly.terms()])
-    return sp.simplify((out.subs(_Y, 1) + out.subs(_Y, -1)) / 2)
+    return sp.together((out.subs(_Y, 1) + out.subs(_Y, -1)) / 2)
 
 
 @functools.lru_cache(maxsize=8)
 def _normal_moment(k: int) -> sp.Expr:
     """``E g^k`` for ``g ~ N(0, 1)`` (``sp.integrate``)."""
-    return sp.integrate(_T**k * _density(_T), (_T, -sp.oo, sp.oo))
+    # the constant 1/sqrt(2 pi) of the density outside the integral (the same value;
+    # SymPy integrates t^k exp(-t^2/2) several times faster)
+    return sp.integrate(_T**k * sp.exp(-_T**2 / 2), (_T, -sp.oo, sp.oo)) / sp.sqrt(2 * sp.pi)
 
 
 def _branch(pw: sp.Expr, condition) -> sp.Expr:
@@ -158,6 +161,12 @@ def _branch(pw: sp.Expr, condition) -> sp.Expr:
         if cond == condition:
             return value
     raise ArithmeticError(f"no branch {condition} in {pw}")
+
+
+def _expanded_sums(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with every sum in it expanded (bottom up) and signs normalised
+    (``sp.signsimp``): a targeted rewrite of a product of powers of polynomials."""
+    return sp.signsimp(sp.bottom_up(expr, lambda e: sp.expand(e) if e.is_Add else e))
 
 
 # -- shared derivations -------------------------------------------------------------------------
@@ -203,7 +212,7 @@ def _scratch() -> dict:
     objective_under = _W**2 + kappa * q
     (w_under,) = sp.solve(sp.diff(objective_under, _W), _W)
     w_under = sp.factor(w_under)
-    norm2_under = sp.factor(sp.simplify(objective_under.subs(_W, w_under)))
+    norm2_under = sp.factor(sp.cancel(objective_under.subs(_W, w_under)))
     # gamma > 1: least squares; for given w_par the residual is (I - P_Z) r with P_Z the
     # projector onto the d - 1 columns of Z_perp, E P_Z = ((d-1)/n) I_n, so w_par minimises
     # (1 - (d-1)/n) |r|^2; and |w_perp|^2 = r^T Z (Z^T Z)^{-2} Z^T r -> (|r|^2/n) tr E (Z^T Z)^{-1}
@@ -212,14 +221,14 @@ def _scratch() -> dict:
     (w_over,) = sp.solve(sp.diff(objective_over, _W), _W)
     w_over = sp.factor(w_over)
     trace_over = _branch(proportional_limit((d - 1) * inverse_covariance_mean_coefficient(n, d - 1), gamma), gamma > 1)
-    norm2_over = sp.factor(sp.simplify(w_over**2 + trace_over * q.subs(_W, w_over)))
+    norm2_over = sp.factor(sp.together(w_over**2 + trace_over * q.subs(_W, w_over)))
     margins = {}
     for side, w, norm2, inside in (("under", w_under, norm2_under, 1 / (1 + _E)), ("over", w_over, norm2_over, 1 + _E)):
         overlap = m * w
         if not sp.simplify(overlap.subs(gamma, inside)).is_positive:
             raise ArithmeticError(f"the scratch overlap is not positive ({side})")
         # the margin is positive: write it as the root of its factored square
-        margins[side] = sp.sqrt(sp.factor(sp.simplify(overlap**2 / norm2)))
+        margins[side] = sp.sqrt(sp.factor(sp.together(overlap**2 / norm2)))
     return {
         "q": q, "kappa": kappa, "objective_under": objective_under, "w_under": w_under,
         "norm2_under": norm2_under, "residual": residual, "w_over": w_over, "trace_over": trace_over,
@@ -262,7 +271,7 @@ def scratch_error() -> Derivation:
     under = error_of_margin(sc["margin_under"])
     over = error_of_margin(sc["margin_over"])
     at_one = sp.limit(under, gamma, 1, "-")
-    if sp.simplify(at_one - sp.limit(over, gamma, 1, "+")) != 0:
+    if not is_zero(at_one - sp.limit(over, gamma, 1, "+")):
         raise ArithmeticError("the scratch error has different limits at gamma = 1")
     expr = sp.Piecewise((under, gamma < 1), (over, gamma > 1), (at_one, True))
     steps = [
@@ -321,7 +330,7 @@ def _linear_transfer_finite() -> tuple[sp.Expr, list[Step]]:
     # |cos theta| every factor is either a tail Q(.) of a nonnegative argument or 1 - Q(.)
     # >= 1/2 (SymPy writes erfc(-x) as 2 - erfc(x)): no cancellation in float64
     c = sp.Symbol("c", real=True)
-    if sp.simplify(signed.subs(sp.cos(theta), c) - signed.subs(sp.cos(theta), -c)) != 0:
+    if not is_zero(signed.subs(sp.cos(theta), c) - signed.subs(sp.cos(theta), -c)):
         raise ArithmeticError("the linear-transfer error is not even in cos(theta)")
     expr = signed.subs(sp.cos(theta), sp.Abs(sp.cos(theta)))
     steps = steps + [
@@ -397,11 +406,11 @@ def lt_error() -> Derivation:
     finite, _ = _linear_transfer_finite()
     aligned = sp.simplify(sp.limit(finite.subs(sp.cos(theta), _K), n, sp.oo))
     anti = sp.simplify(sp.limit(finite.subs(sp.cos(theta), -_K), n, sp.oo))
-    if sp.simplify(aligned - anti) != 0:
+    if not is_zero(aligned - anti):
         raise ArithmeticError("the linear-transfer limits for cos(theta) = +-k differ")
     expr = aligned.subs(_K, sp.Abs(sp.cos(theta)))
     at_zero = sp.simplify(finite.subs(sp.cos(theta), 0))
-    if sp.simplify(at_zero - expr.subs(theta, sp.pi / 2)) != 0:
+    if not is_zero(at_zero - expr.subs(theta, sp.pi / 2)):
         raise ArithmeticError("the cos(theta) = 0 value differs")
     steps = [
         Step("finite-n error (clf.lt.error_finite)", finite),
@@ -451,7 +460,7 @@ def lt_transferability() -> Derivation:
     over = sp.solve(margins["margin_over"] ** 2 - m**2 * _C2, gamma)
     cos2 = sp.cos(theta) ** 2
     roots_under = sorted([sp.simplify(r.subs(_C2, cos2)) for r in under], key=lambda r: float(r.subs({m: 3, theta: 1.2})))
-    (gamma_above,) = [sp.simplify(r.subs(_C2, cos2)) for r in over]
+    (gamma_above,) = [sp.factor(sp.trigsimp(r.subs(_C2, cos2))) for r in over]
     steps = [
         Step("T = error_sc - error_lt on each branch of the scratch error", expr),
         Step("T = 0 where the scratch margin squared equals m^2 cos(theta)^2 (Phi strictly increasing); "
@@ -495,14 +504,14 @@ def lt_boundary() -> Derivation:
     steps = [Step("d error / d rho (sp.diff): negative, so T = 0 iff the margins are equal", d_error)]
     for side in ("under", "over"):
         (cos2,) = sp.solve(margins[f"margin_{side}"] ** 2 - m**2 * _C2, _C2)
-        tan2 = sp.factor(sp.simplify((1 - cos2) / cos2))
+        tan2 = sp.factor(sp.powsimp(sp.factor((1 - cos2) / cos2)))
         out[side] = sp.atan(sp.sqrt(tan2))
         steps += [
             Step(f"gamma {'<' if side == 'under' else '>'} 1: cos(theta*)^2 (sp.solve)", cos2),
             Step("tan(theta*)^2 = (1 - cos^2)/cos^2, factored", tan2),
         ]
     at_one = sp.limit(out["under"], gamma, 1, "-")
-    if sp.simplify(at_one - sp.limit(out["over"], gamma, 1, "+")) != 0:
+    if not is_zero(at_one - sp.limit(out["over"], gamma, 1, "+")):
         raise ArithmeticError("theta* is not continuous at gamma = 1")
     expr = sp.Piecewise((out["under"], gamma < 1), (out["over"], gamma > 1), (at_one, True))
     steps.append(Step("theta* = atan(sqrt(tan^2)); gamma = 1 the common limit", expr))
@@ -521,10 +530,10 @@ def _fine_tuning() -> dict:
     s2 = sp.Matrix(sp.symbols("s_1 s_2", real=True))
     lhs = (s2.T * (s2 * s2.T + W2).inv() * s2)[0, 0]
     a2 = (s2.T * W2.inv() * s2)[0, 0]
-    if sp.simplify(lhs - a2 / (1 + a2)) != 0:
+    if not is_zero(lhs - a2 / (1 + a2)):
         raise ArithmeticError("Sherman-Morrison check failed")
     a_lim = sp.cancel(sc["kappa"] * es2)  # a rational function: cancel gives simplify's form
-    alpha = sp.factor(sp.simplify(1 - (A / (1 + A)).subs(A, a_lim)))
+    alpha = sp.factor(sp.together(1 - (A / (1 + A)).subs(A, a_lim)))
     # perpendicular directions: tr(I - P) = d - rank X = d - n (n < d), minus the e_1 part,
     # shared by the d - 1 isotropic directions
     alpha_sym = sp.Symbol("alpha", positive=True)
@@ -534,9 +543,11 @@ def _fine_tuning() -> dict:
     # beta_s = |beta_s| (cos theta e_1 + sin theta e_2), e_2 perpendicular to mu_t
     overlap = sp.simplify(m * (sc["w_under"] + norm_bs * sp.cos(theta) * alpha))
     norm2 = sp.simplify(sc["norm2_under"] + norm_bs**2 * (sp.cos(theta) ** 2 * alpha + sp.sin(theta) ** 2 * beta_perp))
-    # simplified with gamma = 1 - e, e > 0 (so SymPy knows the signs of the factors), then
-    # written back in gamma: the denominator becomes a root of a sum of positive terms
-    margin = sp.simplify(sp.factor(sp.simplify((overlap / sp.sqrt(norm2)).subs(gamma, 1 - _E))).subs(_E, 1 - gamma))
+    # factored with gamma = 1 - e, e > 0 (so SymPy knows the signs of the factors), then
+    # written back in gamma with every sum expanded and the signs normalised (the form
+    # sp.simplify gives, without its searches): the denominator becomes a root of a sum
+    # of positive terms
+    margin = _expanded_sums(sp.factor((overlap / sp.sqrt(norm2)).subs(gamma, 1 - _E)).subs(_E, 1 - gamma))
     return {"alpha": alpha, "beta_perp": beta_perp, "norm_bs": norm_bs, "overlap": overlap,
             "norm2": norm2, "margin": margin, "sherman_morrison": lhs - a2 / (1 + a2)}
 
@@ -582,7 +593,7 @@ def ft_error() -> Derivation:
     sc = get("clf.scratch.error").expr
     under = error_of_margin(ft["margin"])
     at_one = sp.limit(under, gamma, 1, "-")
-    if sp.simplify(at_one - _branch(sc, sp.true)) != 0:
+    if not is_zero(at_one - _branch(sc, sp.true)):
         raise ArithmeticError("fine-tuning error is not continuous at gamma = 1")
     expr = sp.Piecewise((under, gamma < 1), (_branch(sc, gamma > 1), gamma > 1), (at_one, True))
     steps = [
@@ -659,7 +670,7 @@ def _fine_tuning_exact() -> dict:
     norm_bs = ft["norm_bs"]
     # a = |(I-P) beta_s|^2 / |beta_s|^2 and b = |X^+ y|^2 / |beta_s|^2 in the limit
     a_lim = sp.factor(sp.cos(theta) ** 2 * ft["alpha"] + sp.sin(theta) ** 2 * ft["beta_perp"])
-    b_lim = sp.factor(sp.simplify(sc["norm2_under"] / norm_bs**2))
+    b_lim = sp.factor(sp.together(sc["norm2_under"] / norm_bs**2))
     equation = sp.expand(_C ** (2 * _L) - a_lim * scale**2 - b_lim)
     overlap = m * (sc["w_under"] + scale * norm_bs * sp.cos(theta) * ft["alpha"])
     # |w| from Pythagoras, |w|^2 = |X^+ y|^2 + c^(2L-2) |(I-P) beta_s|^2 (= |beta_s|^2 c^(2L)
@@ -687,7 +698,7 @@ def _ft_exact_root(parts: dict):
     if margin_num.has(_C):
         raise ArithmeticError("the margin is not a function of c^(L-1) alone")
     # the same identity, checked: on the root, (c^(L-1))^2 (c^2 - a) = b
-    if sp.simplify((scale_num**2 * (x - a_lim)) - b_lim) != 0:
+    if not is_zero((scale_num**2 * (x - a_lim)) - b_lim):
         raise ArithmeticError("the logarithmic root equation does not encode c^(2L-2)(c^2 - a) = b")
     return root, log_root, margin_num
 
@@ -813,9 +824,24 @@ def _stable_cdf(q) -> sp.Expr:
     otherwise; both branches checked equal to :func:`lower_tail`."""
     pos = sp.Symbol("s", positive=True)
     neg_branch = sp.erfc(sp.sqrt(2) * sp.Abs(_QMM) / 2) / 2
-    if sp.simplify(neg_branch.subs(_QMM, -pos) - lower_tail(-pos)) != 0:
+    if not is_zero(neg_branch.subs(_QMM, -pos) - lower_tail(-pos)):
         raise ArithmeticError("the lower branch of Phi differs from the integral")
     return sp.Piecewise((neg_branch, _QMM < 0), (lower_tail(_QMM), True)).subs(_QMM, q)
+
+
+@functools.lru_cache(maxsize=1)
+def _check_partial_moments() -> None:
+    """``psi_1``, ``psi_2`` in closed form equal their integrals, and ``psi_2' = 2 psi_1``,
+    ``psi_1' = Phi`` (checked once: the same integrals in ``q`` for every caller)."""
+    psi1_int = sp.integrate((_QMM - _T) * _density(_T), (_T, -sp.oo, _QMM))
+    psi2_int = sp.integrate((_QMM - _T) ** 2 * _density(_T), (_T, -sp.oo, _QMM))
+    phi_q = lower_tail(_QMM)
+    psi1 = _QMM * phi_q + _density(_QMM)
+    psi2 = (1 + _QMM**2) * phi_q + _QMM * _density(_QMM)
+    if not is_zero(psi1 - psi1_int) or not is_zero(psi2 - psi2_int):
+        raise ArithmeticError("the partial moments differ from their integrals")
+    if not is_zero(sp.diff(psi2, _QMM) - 2 * psi1) or not is_zero(sp.diff(psi1, _QMM) - phi_q):
+        raise ArithmeticError("psi_2' = 2 psi_1 and psi_1' = Phi fail")
 
 
 def _partial_moments(q, cdf=None) -> tuple[sp.Expr, sp.Expr]:
@@ -825,15 +851,7 @@ def _partial_moments(q, cdf=None) -> tuple[sp.Expr, sp.Expr]:
     :func:`_stable_cdf` (at ``q < 0`` they still lose about ``q^2`` and ``q^4`` relative
     ulps to cancellation: hence the bound on ``m``).  ``cdf`` replaces ``Phi(q)`` by an
     equal form (``upper_tail(a)`` for ``q = -a``, ``a >= 0``)."""
-    psi1_int = sp.integrate((_QMM - _T) * _density(_T), (_T, -sp.oo, _QMM))
-    psi2_int = sp.integrate((_QMM - _T) ** 2 * _density(_T), (_T, -sp.oo, _QMM))
-    phi_q = lower_tail(_QMM)
-    psi1 = _QMM * phi_q + _density(_QMM)
-    psi2 = (1 + _QMM**2) * phi_q + _QMM * _density(_QMM)
-    if sp.simplify(psi1 - psi1_int) != 0 or sp.simplify(psi2 - psi2_int) != 0:
-        raise ArithmeticError("the partial moments differ from their integrals")
-    if sp.simplify(sp.diff(psi2, _QMM) - 2 * psi1) != 0 or sp.simplify(sp.diff(psi1, _QMM) - phi_q) != 0:
-        raise ArithmeticError("psi_2' = 2 psi_1 and psi_1' = Phi fail")
+    _check_partial_moments()
     stable = _stable_cdf(q) if cdf is None else cdf
     return q * stable + _density(q), (1 + q**2) * stable + q * _density(q)
 
@@ -850,15 +868,15 @@ def _max_margin() -> dict:
     # F(kappa, alpha) = 0 defines kappa(alpha); the maximiser over alpha has F_alpha = 0
     arg = _KAPPA - _ALPHA * m
     big_f = gamma * _partial_moments(arg, cdf=lower_tail(arg))[1] - (1 - _ALPHA**2)
-    stationarity = sp.simplify(sp.diff(big_f, _ALPHA).subs(_KAPPA, _QMM + _ALPHA * m))
+    stationarity = sp.expand(sp.diff(big_f, _ALPHA).subs(_KAPPA, _QMM + _ALPHA * m))
     (alpha_star,) = sp.solve(stationarity, _ALPHA)
-    alpha_star = sp.simplify(alpha_star)
-    if sp.simplify(alpha_star - gamma * m * psi1) != 0:
+    alpha_star = sp.expand(alpha_star)
+    if not is_zero(alpha_star - gamma * m * psi1):
         raise ArithmeticError(f"unexpected stationary cosine {alpha_star}")
     alpha_star = gamma * m * psi1
     equation = big_f.subs(_KAPPA, _QMM + _ALPHA * m).subs(_ALPHA, alpha_star)
     # the root is unique: d equation / dq = 2 gamma psi_1 (1 + gamma m^2 Phi(q)) > 0
-    slope = sp.simplify(sp.diff(equation, _QMM) - 2 * gamma * psi1 * (1 + gamma * m**2 * plain))
+    slope = sp.factor(sp.diff(equation, _QMM) - 2 * gamma * psi1 * (1 + gamma * m**2 * plain))
     if slope != 0:
         raise ArithmeticError("the max-margin root equation is not increasing as stated")
     # the evaluated forms: Phi without cancellation, and the equation not expanded (the
@@ -868,8 +886,8 @@ def _max_margin() -> dict:
     equation_stable = gamma * st2 + alpha_stable**2 - 1
     pos = sp.Symbol("s", positive=True)
     for value in (pos, -pos):
-        if sp.simplify((equation_stable - equation).subs(_QMM, value)) != 0 or \
-                sp.simplify((alpha_stable - alpha_star).subs(_QMM, value)) != 0:
+        if not is_zero((equation_stable - equation).subs(_QMM, value)) or \
+                not is_zero((alpha_stable - alpha_star).subs(_QMM, value)):
             raise ArithmeticError("the stable forms differ from the derived ones")
     kappa_star = _QMM + alpha_stable * m
     # F_kappa = 2 gamma psi_1 > 0, so kappa(alpha) is a maximum where F_alpha changes sign
@@ -956,13 +974,13 @@ def _threshold() -> dict:
     # d ratio / d alpha = -2 (alpha psi_2 - m (1 - alpha^2) psi_1) / psi_2^2 (psi_2' = 2 psi_1)
     stationarity = sp.simplify(-sp.diff(ratio, _ALPHA) * psi2**2 / 2)
     equation = _ALPHA * psi2 - m * (1 - _ALPHA**2) * psi1
-    if sp.simplify(stationarity - equation) != 0:
+    if not is_zero(stationarity - equation):
         raise ArithmeticError("unexpected stationarity of the separability ratio")
     # on the root, (1 - alpha^2)/psi_2 = alpha/(m psi_1): no 1 - alpha^2 cancellation near alpha = 1
     p1, p2 = sp.symbols("P_1 P_2", positive=True)
     (p2_root,) = sp.solve(_ALPHA * p2 - m * (1 - _ALPHA**2) * p1, p2)
     value = sp.simplify(((1 - _ALPHA**2) / p2).subs(p2, p2_root)).subs(p1, psi1)
-    if sp.simplify(value - _ALPHA / (m * psi1)) != 0:
+    if not is_zero(value - _ALPHA / (m * psi1)):
         raise ArithmeticError("the threshold value does not follow from the root equation")
     small_m = sp.limit(sp.solve(sp.series(equation, m, 0, 2).removeO(), _ALPHA)[0] / m, m, 0)
     cover = sp.limit(value.subs(_ALPHA, small_m * m), m, 0)
@@ -1039,10 +1057,10 @@ def _scratch_flip() -> dict:
     objective_under = _W**2 + sc["kappa"] * q
     (w_under,) = sp.solve(sp.diff(objective_under, _W), _W)
     w_under = sp.factor(w_under)
-    norm2_under = sp.factor(sp.simplify(objective_under.subs(_W, w_under)))
+    norm2_under = sp.factor(sp.together(objective_under.subs(_W, w_under)))
     (w_over,) = sp.solve(sp.diff(sc["residual"] * q, _W), _W)
     w_over = sp.factor(w_over)
-    norm2_over = sp.factor(sp.simplify(w_over**2 + sc["trace_over"] * q.subs(_W, w_over)))
+    norm2_over = sp.factor(sp.together(w_over**2 + sc["trace_over"] * q.subs(_W, w_over)))
     margins = {}
     for side, w, norm2, inside in (("under", w_under, norm2_under, 1 / (1 + _E)), ("over", w_over, norm2_over, 1 + _E)):
         overlap = m * w
@@ -1086,7 +1104,7 @@ def scratch_error_flip() -> Derivation:
     fl = _scratch_flip()
     under, over = error_of_margin(fl["margin_under"]), error_of_margin(fl["margin_over"])
     at_one = sp.limit(under, gamma, 1, "-")
-    if sp.simplify(at_one - sp.limit(over, gamma, 1, "+")) != 0:
+    if not is_zero(at_one - sp.limit(over, gamma, 1, "+")):
         raise ArithmeticError("the flipped-label scratch error has different limits at gamma = 1")
     expr = sp.Piecewise((under, gamma < 1), (over, gamma > 1), (at_one, True))
     steps = [
@@ -1132,7 +1150,7 @@ def lt_error_finite_logistic() -> Derivation:
     a_sym, u_sym = sp.Symbol("a", real=True), sp.Symbol("u", real=True)  # readout, y_i u_i
     term = sp.log(1 + sp.exp(-a_sym * u_sym))  # softplus(-a y_i u_i)
     slope_at_zero = sp.simplify(sp.diff(term, a_sym).subs(a_sym, 0))
-    if sp.simplify(slope_at_zero + u_sym / 2) != 0:
+    if not is_zero(slope_at_zero + u_sym / 2):
         raise ArithmeticError(f"unexpected slope of the logistic readout at 0: {slope_at_zero}")
     curvature = sp.simplify(sp.diff(term, a_sym, 2))
     # u^2 e^(au)/(1 + e^(au))^2 >= 0: convex

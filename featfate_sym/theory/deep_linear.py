@@ -59,6 +59,7 @@ from featfate_sym import parameters
 from featfate_sym.derivation_cache import memo
 from featfate_sym.registry import Derivation, NumericForm, SpecialCase, Exactness, Source, Status, Step, register
 from featfate_sym.symbols import L, eta, mu, s, t, tau, u, u0, uf
+from featfate_sym.theory.zero import is_zero
 
 _FAMILY = "deep_linear"
 _PAPER = "Tahir, Ganguli & Rotskoff, arXiv 2410.08194"
@@ -131,7 +132,10 @@ def _rate_along(weights, velocity, quantity) -> sp.Matrix:
     return quantity.xreplace(moving).diff(time).xreplace(rates).xreplace(back)
 
 
-def _simplify_matrix(mat: sp.Matrix) -> sp.ImmutableMatrix:
+def _simplify_matrix(mat: sp.Matrix, expanded: bool = False) -> sp.ImmutableMatrix:
+    """Each entry expanded (unless ``expanded``: it is already) and simplified."""
+    if expanded:
+        return sp.ImmutableMatrix(mat.applyfunc(sp.simplify))
     return sp.ImmutableMatrix(mat.applyfunc(lambda e: sp.simplify(sp.expand(e))))
 
 
@@ -186,11 +190,14 @@ def _gd_step_parts(weights, grads, l) -> tuple[sp.ImmutableMatrix, sp.ImmutableM
     change = (_imbalance(stepped, l) - _imbalance(weights, l)).applyfunc(sp.expand)
     first = change.applyfunc(lambda e: e.coeff(eta, 1))
     second = change.applyfunc(lambda e: e.coeff(eta, 2))
-    leftover = change.applyfunc(lambda e: sp.expand(e - eta * e.coeff(eta, 1) - eta**2 * e.coeff(eta, 2)))
-    if leftover != sp.zeros(*leftover.shape):
+    # every term of the expanded change is eta or eta^2 times a product free of eta (no
+    # weight or gradient entry holds eta): the change is exactly eta first + eta^2 second
+    powers = {term.as_independent(eta, as_Add=False)[1] for e in change for term in sp.Add.make_args(e) if e != 0}
+    if not powers <= {eta, eta**2}:
         raise ArithmeticError("the GD change of D_l is not quadratic in eta")
     gl, gn = grads[l - 1], grads[l]
-    return _simplify_matrix(first), _simplify_matrix(second - (gl.T * gl - gn * gn.T))
+    # the eta-coefficients of expanded entries are expanded already
+    return _simplify_matrix(first, expanded=True), _simplify_matrix(second - (gl.T * gl - gn * gn.T))
 
 
 def _gd_drift_generic() -> tuple[sp.MatrixExpr, sp.MatrixExpr]:
@@ -371,7 +378,7 @@ def balanced_flow() -> Derivation:
                       count))
     for depth, (c_along, c_across) in explicit.items():
         general = (coefficient_g + coefficient_projection, coefficient_g)
-        if any(sp.simplify(x_ - y_.subs(L, depth)) != 0 for x_, y_ in zip((c_along, c_across), general)):
+        if any(not is_zero(x_ - y_.subs(L, depth)) for x_, y_ in zip((c_along, c_across), general)):
             raise ArithmeticError(f"general-L recursion disagrees with the explicit depth {depth}")
     (scale,) = sp.solve(sp.Eq(r**L, norm), r)
     coefficient_g = sp.powsimp(coefficient_g.subs(r, scale), force=True)
@@ -426,7 +433,7 @@ def _mode_ode() -> tuple[sp.Expr, list[Step]]:
     projection = beta * beta.T / (beta.T * beta)[0, 0]
     rate = (a_g * g + a_p * projection * g).subs(norm, u)
     rhs = sp.factor(sp.powsimp(sp.simplify((e.T * rate)[0, 0]), force=True))
-    if sp.simplify((sp.Matrix([0, 1]).T * rate)[0, 0]) != 0:
+    if not is_zero((sp.Matrix([0, 1]).T * rate)[0, 0]):
         raise ArithmeticError("the mode leaves its direction")
     steps = [
         Step("one mode: beta = u e, g = beta - s e (population loss with a 1/2)", g),
@@ -472,8 +479,7 @@ def mode_dynamics() -> Derivation:
     inverse = sp.expand(1 / explicit).subs(decay, y)
     numerator, denominator = sp.fraction(sp.together(inverse))
     decaying = (denominator / sp.collect(sp.expand(numerator), y)).subs(y, decay)
-    check = sp.simplify(tau * decaying.diff(t) - rhs.subs({L: 2, u: decaying}))
-    if check != 0 or sp.simplify(decaying.subs(t, 0) - u0) != 0:
+    if not is_zero(tau * decaying.diff(t) - rhs.subs({L: 2, u: decaying})) or not is_zero(decaying.subs(t, 0) - u0):
         raise ArithmeticError("rewritten logistic does not solve the mode ODE")
     ode1 = sp.Eq(tau * fn(t).diff(t), rhs.subs({L: 1, u: fn(t)}))
     solution1 = sp.dsolve(ode1, fn(t), hint="1st_linear", ics={fn(0): u0})
@@ -489,7 +495,7 @@ def mode_dynamics() -> Derivation:
     if sp.expand(den_y - s * y - u0 * (1 - y)) != 0:
         raise ArithmeticError("the denominator is not s y + u0 (1 - y)")
     stable = s * u0 / (s * decay - u0 * expm1(-2 * s * t / tau))
-    if sp.simplify(stable.rewrite(sp.exp) - decaying) != 0:
+    if not is_zero(stable.rewrite(sp.exp) - decaying):
         raise ArithmeticError("the expm1 form differs from the solution")
     steps.append(Step("for evaluation: denominator s e^(-2st/tau) - u0 expm1(-2st/tau) (no "
                       "cancellation of u0 - u0 e^(-2st/tau))", stable))
@@ -498,16 +504,24 @@ def mode_dynamics() -> Derivation:
 
 
 # -- dln.time_to_learn --------------------------------------------------------------------------
-def _lerch_to_hyper(expr: sp.Expr) -> sp.Expr:
-    """Replace ``lerchphi(z, 1, a)`` by ``2F1(1, a; a+1; z)/a``.
-
-    The relation is solved from SymPy's own ``hyperexpand(2F1(1, a; a+1; z))``.
-    """
+@memo
+def _lerch_relation():
+    """``lerchphi(zz, 1, aa)`` in terms of ``F = 2F1(1, aa; aa+1; zz)``, solved from SymPy's
+    own ``hyperexpand(2F1(1, aa; aa+1; zz))`` (once: every antiderivative uses it)."""
     zz, aa, phi, big_f = sp.symbols("zz aa phi F")
     hyper = sp.hyper([1, aa], [aa + 1], zz)
     expanded = sp.hyperexpand(hyper).subs(sp.lerchphi(zz, 1, aa), phi)
     # solve F = expanded for phi with F a plain symbol (solve would expand hyper back)
     (phi_of_f,) = sp.solve(sp.Eq(big_f, expanded), phi)
+    return zz, aa, big_f, hyper, phi_of_f
+
+
+def _lerch_to_hyper(expr: sp.Expr) -> sp.Expr:
+    """Replace ``lerchphi(z, 1, a)`` by ``2F1(1, a; a+1; z)/a``.
+
+    The relation is solved from SymPy's own ``hyperexpand(2F1(1, a; a+1; z))``.
+    """
+    zz, aa, big_f, hyper, phi_of_f = _lerch_relation()
     return expr.replace(
         lambda e: isinstance(e, sp.lerchphi) and e.args[1] == 1,
         lambda e: phi_of_f.subs({big_f: hyper, zz: e.args[0], aa: e.args[2]}),
@@ -523,8 +537,13 @@ def _antiderivative(integrand: sp.Expr, var: sp.Symbol) -> sp.Expr:
     # u^(-p)/(s - u) and only costs time; SymPy then integrates through Meijer
     # G-functions (the Lerch transcendent below) or, at a fixed depth, by partial
     # fractions, the same results.  With the depth a symbol the power u^(-p) is not
-    # elementary over Q(u), outside the Risch algorithm: risch=False skips that attempt
-    out = sp.integrate(integrand, var, heurisch=False, risch=False if integrand.has(L) else None)
+    # elementary over Q(u), outside the Risch algorithm, and the Meijer G route is the
+    # one that succeeds: meijerg=True goes there directly (the same antiderivative),
+    # skipping the Risch, manual and rational attempts
+    if integrand.has(L):
+        out = sp.integrate(integrand, var, meijerg=True)
+    else:
+        out = sp.integrate(integrand, var, heurisch=False)
     # exp_polar(2 i pi) marks a winding around 0; the arguments used here lie in (0, 1),
     # inside the disc where lerchphi(., 1, a) is single-valued, so it is 1
     out = out.replace(sp.exp_polar, sp.exp)

@@ -26,11 +26,14 @@ Results registered (family ``distances``):
 
 from __future__ import annotations
 
+import functools
+
 import sympy as sp
 
 from featfate_sym import parameters
 from featfate_sym.registry import Derivation, ImplicitRoot, SpecialCase, Exactness, Source, Status, Step, register
 from featfate_sym.symbols import omega, phi, sigma, theta
+from featfate_sym.theory.zero import is_zero
 
 _FAMILY = "distances"
 _PAPER = "Tahir, Ganguli & Rotskoff, arXiv 2410.08194"
@@ -47,6 +50,7 @@ _SIGMA_POSITIVE = parameters.sigma.restricted(lower_open=True)
 _NU = sp.Symbol("nu_w", real=True)
 
 
+@functools.lru_cache(maxsize=16)
 def _standard_normal_moment(k: int) -> sp.Expr:
     """``E u^k`` for ``u ~ N(0, 1)``, integrated by SymPy against the density."""
     u = sp.Symbol("u", real=True)
@@ -125,7 +129,7 @@ def kl() -> Derivation:
     difference = ((beta_s - beta_t).T * sp.Matrix([x1, x2]))[0]
     # x_1, x_2 ~ N(0, 1) independent: the average of a polynomial, from the moments
     averaged = _gaussian_mean(sp.expand(conditional_delta.subs(delta, difference)), {x1: (0, 1), x2: (0, 1)})
-    expr = sp.simplify(averaged.subs(noise, sigma))
+    expr = sp.trigsimp(averaged.subs(noise, sigma))
     steps = [
         Step("log-likelihood ratio log p(y|x) - log q(y|x) for y|x ~ N(f, sigma^2) vs N(g, sigma^2)", ratio),
         Step("integrated over y ~ N(f, sigma^2) (sp.integrate)", conditional),
@@ -184,16 +188,16 @@ def w2() -> Derivation:
         raise RuntimeError("the reflection does not swap the tasks")
     # the (u, v) coordinates are a rotation of beta_s = (1, 0), beta_t = (cos, sin)
     beta_s, beta_t = _teachers()
-    if sp.simplify((beta_s_uv.T * beta_t_uv)[0] - (beta_s.T * beta_t)[0]) != 0:  # pragma: no cover
+    if not is_zero((beta_s_uv.T * beta_t_uv)[0] - (beta_s.T * beta_t)[0]):  # pragma: no cover
         raise RuntimeError("teacher coordinates disagree")
     ell = sp.Symbol("ell", real=True)
-    cubic = sp.expand(sp.simplify(-(reflection * cov_s - ell * sp.eye(3)).det()))
+    cubic = sp.expand(sp.trigsimp(-(reflection * cov_s - ell * sp.eye(3)).det()))
     cubic = sp.expand(cubic.subs(sp.cos(theta / 2) ** 2, (1 + sp.cos(theta)) / 2))
     poly = sp.Poly(cubic, ell)
     one, c2, c1, c0 = poly.all_coeffs()
     root_sum, root_product = -c2 / one, -c0 / one  # Vieta
     trace_d = (reflection * cov_s).trace()
-    if sp.simplify(root_sum - trace_d) != 0:  # pragma: no cover
+    if not is_zero(root_sum - trace_d):  # pragma: no cover
         raise RuntimeError("trace and Vieta disagree")
     # bracket of the largest root: right of the local minimum l**, where the cubic increases
     critical = sp.solve(sp.diff(cubic, ell), ell)
@@ -215,7 +219,7 @@ def w2() -> Derivation:
     # squares, since det = -sigma^2): sp.solve expands it into a polynomial that cancels
     discriminant = rest_sum**2 - 4 * rest_product
     lambda_neg = (rest_sum - sp.sqrt(discriminant)) / 2
-    if sp.simplify(sp.expand(quadratic.subs(y, lambda_neg))) != 0 or abs(
+    if not is_zero(sp.expand(quadratic.subs(y, lambda_neg))) or abs(
         sp.N((lambda_neg - solved_neg).subs({**probe_pair, theta: 1}), 30)
     ) > 1e-25:  # pragma: no cover
         raise RuntimeError("negative eigenvalue does not match sp.solve")
@@ -324,8 +328,8 @@ def bl_lower() -> Derivation:
     test = sp.cos(omega * (direction.T * z)[0]) / (1 + omega)
     gradient = sp.Matrix([sp.diff(test, zi) for zi in z])
     # |grad f| = omega |sin(.)| |e| / (1 + omega); |e| = 1 and sup |sin| = 1
-    lipschitz = sp.simplify(sp.sqrt(sp.simplify((gradient.T * gradient)[0])).subs(
-        sp.sin(omega * (direction.T * z)[0]), 1))
+    lipschitz = sp.trigsimp(sp.factor(sp.sqrt(sp.trigsimp(sp.factor((gradient.T * gradient)[0]))).subs(
+        sp.sin(omega * (direction.T * z)[0]), 1)))
     sup_norm = test.subs({zi: 0 for zi in z})
     bl_norm = sp.simplify(lipschitz + sup_norm)
     if bl_norm != 1:  # pragma: no cover
@@ -342,7 +346,7 @@ def bl_lower() -> Derivation:
     # the same as the common factor times (1 - characteristic of the gap): for nearby
     # tasks the two exponentials agree to many digits, and 1 - exp(-x) compiles to -expm1
     expr = characteristic.subs(variance, q_t) * (1 - characteristic.subs(variance, gap)) / (1 + omega)
-    if sp.simplify(sp.expand(expr - difference)) != 0:  # pragma: no cover
+    if not is_zero(sp.expand(expr - difference)):  # pragma: no cover
         raise RuntimeError("factored form disagrees")
     steps = [
         Step("test function f(z) = cos(omega e.z)/(1 + omega), e = (0, cos phi, sin phi) in the "

@@ -37,6 +37,7 @@ from featfate_sym.theory.random_matrix import (
     projection_mean_coefficient,
     proportional_limit,
 )
+from featfate_sym.theory.zero import is_zero
 
 _FAMILY = "fine_tuning"
 _PAPER = "Tahir, Ganguli & Rotskoff, arXiv 2410.08194"
@@ -186,7 +187,7 @@ def _transferability_with_scale(scale: sp.Expr) -> tuple[sp.Expr, sp.Expr, list[
 def transferability() -> Derivation:
     t_under, t_over, steps = _transferability_with_scale(sp.Integer(1))
     at_one = sp.limit(t_under, gamma, 1, "-")
-    if sp.simplify(at_one - t_over) != 0:
+    if not is_zero(at_one - t_over):
         raise ArithmeticError("T_ft is not continuous at gamma = 1")
     expr = sp.Piecewise((t_under, gamma < 1), (t_over, True))
     (cos_star,) = sp.solve(t_under.subs(sp.cos(theta), _COS), _COS)
@@ -344,7 +345,7 @@ def transferability_exact() -> Derivation:
     g2_above = sp.expand(g2.subs(_X, a + _Y))
     at_left = sp.simplify(g.subs(_X, a))
     if not (sp.expand(g1_above - (a + L * _Y)) == 0 and sp.factor(g2_above).is_nonnegative
-            and sp.simplify(at_left + b) == 0):
+            and is_zero(at_left + b)):
         raise ArithmeticError("the root equation is not increasing and convex on [a, oo)")
     steps += [
         Step("in x = c^2: g(x)", g),
@@ -420,8 +421,8 @@ def _depth_stable_form(equation, t_under, a_lim, b_lim):
     scale = sp.sqrt(on_root_ell)  # c^(L-1)
     log_eq = sp.expand_log(sp.log(x ** (L - 1)) + sp.log(x - a) - sp.log(b), force=True)
     slope = sp.simplify(sp.diff(log_eq, ell_c) - 1)
-    if not (sp.simplify(on_root_ell - b * sp.exp(-ell_c)) == 0 and slope.is_nonnegative is not False
-            and sp.simplify(slope - (L - 1) * sp.exp(ell_c) / x) == 0):
+    if not (is_zero(on_root_ell - b * sp.exp(-ell_c)) and slope.is_nonnegative is not False
+            and is_zero(slope - (L - 1) * sp.exp(ell_c) / x)):
         raise ArithmeticError("the logarithmic root equation is not increasing")
     top = b ** (1 / L) + 1
     bracket = (sp.log(b) - (L - 1) * sp.log(a + top), sp.log(top))

@@ -37,6 +37,7 @@ from featfate_sym.theory.random_matrix import (
     inverse_gram_trace_mean,
     proportional_limit,
 )
+from featfate_sym.theory.zero import is_zero
 
 _FAMILY = "finite_source"
 _PAPER = "Tahir, Ganguli & Rotskoff, arXiv 2410.08194"
@@ -266,8 +267,8 @@ def transferability_finite_source_exact() -> Derivation:
     on_r = lambda x: sp.factor(sp.powsimp(sp.expand(equation.subs(b, ratio * gamma * _NORM2).subs(_U, x)),
                                           force=True))
     at_one, at_ratio = on_r(1), on_r(ratio)
-    if not (sp.simplify(at_zero + b / _NORM2) == 0 and second.is_nonnegative is not False
-            and sp.simplify(at_one - gamma * (1 - ratio)) == 0):
+    if not (is_zero(at_zero + b / _NORM2) and second.is_nonnegative is not False
+            and is_zero(at_one - gamma * (1 - ratio))):
         raise ArithmeticError("the root equation is not convex and negative at 0")
     steps += [
         Step("value at u -> 0+: negative", at_zero),
@@ -293,7 +294,9 @@ def transferability_finite_source_exact() -> Derivation:
                                      - null_space_mean(scale * b_vec - beta_t, scale * b_vec - beta_t, p)))
     in_moments = gain.subs(b_vec[0] ** 2, _NORM2 - b_vec[1] ** 2)
     in_moments = sp.expand(in_moments).subs(b_vec[0] * sp.cos(theta), _OVERLAP - b_vec[1] * sp.sin(theta))
-    in_moments = sp.powsimp(sp.factor(sp.powsimp(sp.trigsimp(sp.expand(in_moments)), force=True)), force=True)
+    # sin^2 = 1 - cos^2, the one trigonometric identity left to use (in place of trigsimp)
+    in_moments = sp.expand(sp.expand(in_moments).subs(sp.sin(theta) ** 2, 1 - sp.cos(theta) ** 2))
+    in_moments = sp.powsimp(sp.factor(sp.powsimp(in_moments, force=True)), force=True)
     if in_moments.free_symbols & set(b_vec):
         raise ArithmeticError("T_ft does not reduce to |b|^2 and <beta_t, b>")
     steps += [
@@ -305,10 +308,10 @@ def transferability_finite_source_exact() -> Derivation:
     # root exceeds it and s^2 >= q^(L-1) =: s0^2; for B > |O|/s0 the quadratic 2 s O - s^2 B
     # decreases on s >= s0, so T <= q (2 s0 |O| - s0^2 B) -> -oo
     gap = sp.Symbol("q", positive=True)  # gamma = 1 - q on the branch gamma < 1
-    at_low = sp.simplify(equation.subs(gamma, 1 - gap).subs(_U, gap**L))
+    at_low = sp.factor(equation.subs(gamma, 1 - gap).subs(_U, gap**L))
     s0 = sp.simplify(scale.subs(_U, gap**L))
     bound_oo = sp.limit(gap * (2 * s0 * sp.Abs(_OVERLAP) - s0**2 * _NORM2), _NORM2, sp.oo)
-    if sp.simplify(at_low + b / _NORM2) != 0 or bound_oo != -sp.oo:
+    if not is_zero(at_low + b / _NORM2) or bound_oo != -sp.oo:
         raise ArithmeticError("T_ft does not diverge with the source norm")
     steps += [
         Step("gamma_s = 1, sigma_s > 0 (B -> oo), gamma = 1 - q: the root equation at u = q^L is "
@@ -339,7 +342,7 @@ def transferability_finite_source_exact() -> Derivation:
     (cos_star,) = sp.solve(in_moments.subs(_OVERLAP, sp.Symbol("o", positive=True) * sp.cos(theta))
                            .subs(sp.cos(theta), _COS), _COS)
     overlap_coefficient = _by_source_branch(lambda nb, ov: sp.simplify(ov / sp.cos(theta)))
-    cos_star = _by_source_branch(lambda nb, ov: sp.oo if nb == sp.oo else sp.simplify(
+    cos_star = _by_source_branch(lambda nb, ov: sp.oo if nb == sp.oo else sp.factor(
         cos_star.subs({_NORM2: nb, sp.Symbol("o", positive=True): sp.simplify(ov / sp.cos(theta))})))
     steps.append(Step("break-even T = 0 solved for cos(theta) (in the root u)", cos_star))
     root = ImplicitRoot(_U, root_eq, bracket,
@@ -394,7 +397,7 @@ def risk_finite_source() -> Derivation:
         # 1 - O^2/B with B a polynomial in sigma_s: no difference of nearly equal numbers
         # next to gamma_s = 1; checked equal to the minimum
         form = 1 - ov**2 / noise_polynomial(nb, sigma_s)
-        if sp.simplify(form - minimum.subs({_NORM2: nb, _OVERLAP: ov})) != 0:
+        if not is_zero(form - minimum.subs({_NORM2: nb, _OVERLAP: ov})):
             raise ArithmeticError("rewritten linear-transfer risk differs from the minimum")
         return form
 

@@ -50,6 +50,7 @@ import sympy as sp
 from featfate_sym import parameters
 from featfate_sym.registry import Derivation, Exactness, SpecialCase, Source, Status, Step, register
 from featfate_sym.symbols import L, beta_norm, eta, gamma, lambda_max, sigma, t, theta
+from featfate_sym.theory.zero import is_zero, limit_by_powers
 
 _FAMILY = "finite_step"
 _PAPER = "Tahir, Ganguli & Rotskoff, arXiv 2410.08194"
@@ -235,8 +236,8 @@ def max_stable_step() -> Derivation:
     general_projection = sp.simplify(sp.summation(_SCALE ** (2 * (_LAYER - 1)) * _SCALE ** (2 * (L - _LAYER)),
                                                   (_LAYER, 2, L)))
     for depth in _DEPTHS:
-        if sp.simplify(general_identity.subs(L, depth) - coeff_identity[depth]) != 0 or \
-                sp.simplify(general_projection.subs(L, depth) - coeff_projection[depth]) != 0:
+        if not is_zero(general_identity.subs(L, depth) - coeff_identity[depth]) or \
+                not is_zero(general_projection.subs(L, depth) - coeff_projection[depth]):
             raise ArithmeticError(f"the layer recursion disagrees with the explicit depth {depth}")
     steps.append(Step("general L, layer recursion: J J^T = A I + B P_beta with A = s^(2L-2) (layer 1) "
                       "and B = sum_{l=2}^L s^(2l-2) s^(2L-2l) (sp.summation); equal to the explicit "
@@ -297,16 +298,16 @@ def _time_integrand() -> tuple[sp.Expr, list[Step]]:
     if set(poly.monoms()) - set(moments):
         raise ArithmeticError("the squared error is not quadratic in (b_i, xi_i)")
     mean = sum(coeff * moments[monom] for monom, coeff in poly.terms())
-    integrand = sp.expand(sp.simplify((d_ * mean).subs(n_, gamma * d_)))
+    integrand = sp.expand(sp.together((d_ * mean).subs(n_, gamma * d_)))
     integrand = sp.collect(integrand, sigma)
-    at_zero = sp.limit(integrand, _EIG, 0, "+")
+    at_zero = limit_by_powers(integrand, sigma, _EIG, 0, "+")
     # bias + sigma^2 variance, the variance in E = exp(-2 x t): (1 - E)^2/(gamma x)
     decay = sp.Symbol("E_t", positive=True)
     variance = sp.factor(integrand.coeff(sigma, 2).subs(sp.exp(-4 * t * _EIG), decay**2)
                          .subs(sp.exp(-2 * t * _EIG), decay))
     bias = sp.simplify(integrand - sigma**2 * integrand.coeff(sigma, 2))
     variance = variance.subs(decay, sp.exp(-2 * t * _EIG))
-    if sp.simplify(bias + sigma**2 * variance - integrand) != 0 or bias.has(sigma):
+    if not is_zero(bias + sigma**2 * variance - integrand) or bias.has(sigma):
         raise ArithmeticError("the integrand is not bias + sigma^2 variance")
     steps = [
         Step("loss (1/n)|X beta - y|^2: gradient flow dbeta/dt = -2 (Sxx beta - Sxy) = -2 Sxx (beta - "
@@ -343,12 +344,12 @@ def _marchenko_pastur() -> tuple[sp.Expr, sp.Expr, sp.Expr, list[Step]]:
     # written as (1 - sqrt(psi))^2 + 4 sqrt(psi) sin^2(phi/2): no cancellation at the lower edge
     # next to psi = 1 (checked equal to 1 + psi - 2 sqrt(psi) cos(phi) below)
     x_of_phi = (1 - sp.sqrt(_PSI)) ** 2 + 4 * sp.sqrt(_PSI) * sp.sin(_ANGLE / 2) ** 2
-    if sp.simplify(sp.expand_trig(x_of_phi - (1 + _PSI - 2 * sp.sqrt(_PSI) * sp.cos(_ANGLE)))) != 0:
+    if not is_zero(sp.expand_trig(x_of_phi - (1 + _PSI - 2 * sp.sqrt(_PSI) * sp.cos(_ANGLE)))):
         raise ArithmeticError("the two forms of the substitution differ")
-    if sp.simplify(x_of_phi.subs(_ANGLE, 0) - edges[0]) != 0 or sp.simplify(x_of_phi.subs(_ANGLE, sp.pi) - edges[1]) != 0:
+    if not is_zero(x_of_phi.subs(_ANGLE, 0) - edges[0]) or not is_zero(x_of_phi.subs(_ANGLE, sp.pi) - edges[1]):
         raise ArithmeticError("the substitution does not run over the MP support")
     minus_disc = sp.simplify(sp.trigsimp(sp.expand(-disc.subs(_EIG, x_of_phi))))
-    if sp.simplify(minus_disc - 4 * _PSI * sp.sin(_ANGLE) ** 2) != 0:
+    if not is_zero(minus_disc - 4 * _PSI * sp.sin(_ANGLE) ** 2):
         raise ArithmeticError("-disc is not 4 psi sin^2 on the support")
     # sqrt(-disc) = 2 sqrt(psi) |sin(phi)| = 2 sqrt(psi) sin(phi) on [0, pi]
     root_on_support = sp.sqrt(minus_disc).replace(sp.Abs, lambda arg: arg)
@@ -358,7 +359,7 @@ def _marchenko_pastur() -> tuple[sp.Expr, sp.Expr, sp.Expr, list[Step]]:
     z_neg = sp.Symbol("zeta_neg", negative=True)
     atom_above = sp.simplify(_sqrt_factored(sp.limit(-z_neg * mp_stieltjes(1 + _Q, z_neg), z_neg, 0, "-")))
     atom_below = sp.simplify(_sqrt_factored(sp.limit(-z_neg * mp_stieltjes(1 / (1 + _Q), z_neg), z_neg, 0, "-")))
-    if atom_below != 0 or sp.simplify(atom_above - (1 - 1 / (1 + _Q))) != 0:
+    if atom_below != 0 or not is_zero(atom_above - (1 - 1 / (1 + _Q))):
         raise ArithmeticError("the MP atom at zero is not 1 - 1/psi for psi > 1, 0 below")
     steps = [
         Step("Stieltjes quadratic of the MP law of Sxx = X^T X/n, psi = d/n (random_matrix.mp_stieltjes)",
@@ -426,7 +427,7 @@ def risk_time() -> Derivation:
     steps.append(Step("the continuous part: I_MP(gamma, sigma, t) = int_0^pi h(x(phi)) w(phi) dphi (not "
                       "closed by SymPy: numerical quadrature)", sp.Eq(named, integral)))
     steps.append(Step("R(t) = atom h(0+) + I_MP", expr))
-    limit_integrand = sp.limit(integrand, t, sp.oo)
+    limit_integrand = limit_by_powers(integrand, sigma, t, sp.oo)
     steps.append(Step("t -> oo (sp.limit, x > 0): the bias of every nonzero eigenvalue is gone, the "
                       "variance tends to sigma^2/(gamma x)", limit_integrand))
     extras = {
@@ -481,7 +482,7 @@ def _reduced_parts():
             deeper = scales[0] ** 2 - scales[1] ** 2
             deeper_change = sp.expand(deeper.xreplace(stepped) - deeper)
             equal = {scales[1]: scales[0]}
-            if sp.simplify(deeper_change.subs(equal)) != 0:
+            if not is_zero(deeper_change.subs(equal)):
                 raise ArithmeticError("equal deeper scales do not stay equal")
             rate_equal = sp.simplify((-grads[scales[0]]).subs(equal))
         steps.append(Step(f"L = {depth}: one GD step changes |v|^2 - varsigma_2^2 by eta^2 times "
@@ -494,7 +495,7 @@ def _reduced_parts():
     rate_p = [sp.expand(-sp.diff(loss_pi, v).subs(prod_sym, _SG ** (L - 1))) for v in (_P1, _P2)]
     rate_sg = sp.expand(-(sp.diff(loss_pi, prod_sym) * prod_sym / _SG).subs(prod_sym, _SG ** (L - 1)))
     rate_sg = sp.powsimp(rate_sg, force=True)
-    if sp.simplify(rate_sg.subs(L, 3) - rate_equal.subs(sp.Symbol("varsigma_2", positive=True), _SG)) != 0:
+    if not is_zero(rate_sg.subs(L, 3) - rate_equal.subs(sp.Symbol("varsigma_2", positive=True), _SG)):
         raise ArithmeticError("the common-scale rate disagrees with the explicit depth 3")
     drift_rate = sp.powsimp(sp.expand(rate_p[0] ** 2 + rate_p[1] ** 2 - rate_sg**2), force=True)
     steps += [
@@ -560,11 +561,11 @@ def transferability_gd() -> Derivation:
     end_imbalance = sp.powsimp(sp.expand((a + end_p2 - _SG**2).subs(_B1**2 + _B2**2, b).subs(_SG, c)), force=True)
     end_imbalance = sp.powsimp(end_imbalance.subs({_B1**2: b - _B2**2}), force=True)
     balanced = exact.extras["root_equation"]  # c^(2L) - a c^(2L-2) - b = 0
-    if sp.simplify(sp.expand(sp.powsimp(end_imbalance * c ** (2 * L - 2), force=True)) + sp.expand(balanced)) != 0:
+    if not is_zero(sp.expand(sp.powsimp(end_imbalance * c ** (2 * L - 2), force=True)) + sp.expand(balanced)):
         raise ArithmeticError("Delta = 0 is not the balanced root equation")
     scale_slope = sp.simplify(1 / sp.diff(end_imbalance, c))
     t_slope = sp.simplify(sp.diff(t_of_c, c))
-    factor = sp.simplify(t_slope * scale_slope)
+    factor = sp.factor(t_slope * scale_slope)
     # concentrated geometry: e_1 = P beta_s/|P beta_s|, |P beta_s|^2 -> gamma, P beta_s . beta_sc ->
     # gamma cos(theta) (E P = gamma I; the noise part of beta_sc has mean zero against beta_s)
     b1 = sp.sqrt(gamma) * sp.cos(theta)
@@ -650,9 +651,9 @@ def _lyapunov() -> tuple[sp.Expr, list[Step]]:
     sol = sp.solve([eqs[0, 0], eqs[0, 1], eqs[1, 1]], [c11, c12, c22], dict=True)[0]
     trace = sp.factor((cmat.trace()).subs(sol))
     identity = sp.factor(eta / 2 * (hmat.inv() * gmat).trace())
-    if sp.simplify(trace - identity) != 0:
+    if not is_zero(trace - identity):
         raise ArithmeticError("tr C is not (eta/2) tr(H^-1 G)")
-    if sp.simplify(first - eta * _GMODE / (2 * _HMODE)) != 0:
+    if not is_zero(first - eta * _GMODE / (2 * _HMODE)):
         raise ArithmeticError("the first order of the discrete fixed point is not the continuous Lyapunov one")
     steps = [
         Step("linearised SGD around the minimiser: delta_{k+1} = (I - eta H) delta_k - eta xi_k, H = 2 Sxx, "
@@ -767,7 +768,7 @@ def risk_sgd_stationary() -> Derivation:
     psi_ = 1 / gamma
     mu1 = mp_moments(_PSI, 1)[0].subs(_PSI, psi_)
     route = mode * dim  # times the continuous MP mass, 1 for gamma > 1 (psi < 1: no atom)
-    if sp.simplify(route - total.args[0][0]) != 0:
+    if not is_zero(route - total.args[0][0]):
         raise ArithmeticError("the eigenbasis route disagrees with the leverage route")
     steps.append(Step("eigenbasis route (gamma > 1): G -> (4 s^2/B) Sxx, s^2 = sigma^2 (1 - 1/gamma) the "
                       "training residual; the mode variance eta g/(2h) at h = 2x, g = 4 s^2 x/B does not "
@@ -1021,7 +1022,7 @@ def transferability_sgd() -> Derivation:
     steps += more
     without_f, more = _sampling_factor(False)
     steps += more
-    if sp.simplify(without_f.subs(_NPOP, batch)) != 0 or sp.simplify(without_f.subs(batch, 1) - with_f.subs(batch, 1)) != 0:
+    if not is_zero(without_f.subs(_NPOP, batch)) or not is_zero(without_f.subs(batch, 1) - with_f.subs(batch, 1)):
         raise ArithmeticError("without replacement: B = n is not GD or B = 1 differs from with replacement")
     # the per-sample gradient of (x_i . beta - y_i)^2
     xi_vec = sp.Matrix(sp.symbols("x_i1:4", real=True))

@@ -126,7 +126,7 @@ def risk_finite() -> Derivation:
     conditional = sp.integrate(
         sp.expand(completed.subs(_W, sp.cos(theta) + v / sp.sqrt(q) * g)) * density, (g, -sp.oo, sp.oo)
     )
-    conditional = sp.simplify(conditional)
+    conditional = sp.expand(conditional)
     inverse_q = sp.Symbol("E_inv_q", positive=True)
     # the risk is linear in 1/q, so its expectation replaces 1/q by E[1/q]
     linear_in_inverse = sp.expand(conditional.subs(q, 1 / inverse_q))
@@ -356,7 +356,7 @@ def boundary() -> Derivation:
     (above_root,) = sp.solve(sp.numer(sp.together(above)), _G)
 
     # back in the model's parameters: R_lt from lt.risk, 1 - R_lt simplified (k_lam cos^2)
-    constant_lt = sp.factor(sp.simplify(constant.subs(_R, risk_lt)))
+    constant_lt = sp.factor(sp.trigsimp(constant.subs(_R, risk_lt)))
     upper_lt = upper_root.subs(_R, risk_lt)
     gamma_plus = sp.Piecewise((sp.nan, no_interval.subs(_R, risk_lt)), (upper_lt, True))
     gamma_minus = sp.Piecewise(

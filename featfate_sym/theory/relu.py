@@ -39,6 +39,7 @@ import sympy as sp
 from featfate_sym import parameters
 from featfate_sym.registry import Derivation, NumericForm, SpecialCase, Exactness, Source, Status, Step, register
 from featfate_sym.symbols import r1, r2, rho
+from featfate_sym.theory.zero import is_zero
 
 _FAMILY = "relu"
 _PAPER = "Tahir, Ganguli & Rotskoff, arXiv 2410.08194, Sec. 4"
@@ -210,7 +211,7 @@ def _kernel_numeric_form(in_phi):
     series = sp.series(in_psi, psi, 0, _SERIES_ORDER).removeO()
     # the closed form in psi with sin psi = sqrt((1 - rho)(1 + rho)), cos psi = -rho
     closed = in_psi.subs({sp.sin(psi): sp.sqrt((1 - rho) * (1 + rho)), sp.cos(psi): -rho})
-    if closed.has(sp.sin, sp.cos) or sp.simplify((closed.subs(psi, sp.acos(-rho)) - in_phi.subs(_phi, sp.acos(rho))).rewrite(sp.asin)) != 0:
+    if closed.has(sp.sin, sp.cos) or not is_zero((closed.subs(psi, sp.acos(-rho)) - in_phi.subs(_phi, sp.acos(rho))).rewrite(sp.asin)):
         raise ArithmeticError("the kernel in psi does not reduce to rho")
     form = sp.Piecewise((series.subs(psi, sp.acos(-rho)), rho < _SERIES_BELOW),
                         (closed.subs(psi, sp.acos(-rho)), True))

@@ -59,7 +59,7 @@ def _on_branch(expr: sp.Expr, side: str) -> sp.Expr:
     j = sp.Symbol("j", integer=True, nonnegative=True)
     shift = d - 2 - j if side == "under" else d + 2 + j
     back = d - 2 - n if side == "under" else n - d - 2
-    return sp.simplify(sp.simplify(expr.subs(n, shift)).subs(j, back))
+    return sp.factor(sp.factor(expr.subs(n, shift)).subs(j, back))
 
 
 @memo
@@ -151,16 +151,27 @@ def _limit_at_zero(expr: sp.Expr) -> sp.Expr:
     """``lim_{lam -> 0+} expr`` for ``expr`` rational in ``lam`` and square roots of
     arguments that are nonnegative for ``lam >= 0``.
 
-    Where the cancelled denominator is provably nonzero at ``lam = 0`` the expression is
-    continuous there (sums, products and square roots of continuous functions, divided by
-    a nonvanishing one), so the limit is the value: substituted, without ``sp.limit``'s
-    series expansion.  Otherwise ``sp.limit`` takes it.
+    Where the cancelled denominator is provably nonzero at ``lam = 0`` (or, expanded, a
+    nonzero expression in the other symbols: nonzero for generic values of them, as
+    ``sp.limit`` assumes too) the expression is continuous there (sums, products and
+    square roots of continuous functions, divided by a nonvanishing one), so the limit is
+    the value: substituted, without ``sp.limit``'s series expansion.  Otherwise
+    ``sp.limit`` takes it.
     """
     reduced = sp.cancel(expr)
     _, den = sp.fraction(reduced)
     value = reduced.subs(lam, 0)
     if den.subs(lam, 0).is_zero is False and value.is_finite:
         return value
+    # a root of a perfect square at lam = 0 (sqrt(2 e + (1 - e)^2 - 1) = e, e > 0) hides
+    # the denominator's value there: expanded (into the roots' arguments) it shows.  Not
+    # identically zero, it vanishes only at isolated values of the other symbols (e = 1),
+    # which sp.limit too treats as generic: the limit is the value there as well
+    at_zero = sp.expand(den.subs(lam, 0))
+    if at_zero != 0 and not at_zero.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
+        value = sp.cancel(sp.expand(value))
+        if not value.has(sp.oo, -sp.oo, sp.zoo, sp.nan) and sp.expand(sp.fraction(value)[1]) != 0:
+            return value
     return sp.limit(expr, lam, 0, "+")
 
 
@@ -178,8 +189,8 @@ def _ridgeless_limit(expr: sp.Expr) -> sp.Piecewise:
     under = _limit_at_zero(expr.subs(psi, 1 + e)).subs(e, (1 - gamma) / gamma)
     over = _limit_at_zero(expr.subs(psi, 1 - e)).subs(e, (gamma - 1) / gamma)
     sides = [
-        (_noise_polynomial(sp.simplify(under)), gamma < 1),
-        (_noise_polynomial(sp.simplify(over)), gamma > 1),
+        (_noise_polynomial(sp.cancel(under)), gamma < 1),
+        (_noise_polynomial(sp.cancel(over)), gamma > 1),
     ]
     if not expr.has(sigma):
         return sp.Piecewise(*sides, (sp.limit(expr.subs(psi, 1), lam, 0, "+"), sp.Eq(gamma, 1)))
@@ -438,7 +449,7 @@ def risk_optimal_ridge() -> Derivation:
     # keep the root that is nonnegative for every psi > 0, sigma >= 0
     admissible = [r for r in roots if sp.simplify(r).is_nonnegative]
     (lam_star,) = admissible
-    positive_factor = sp.simplify(slope / (lam - lam_star))
+    positive_factor = sp.factor(slope / (lam - lam_star))
     optimum = sp.simplify(ridge.subs(lam, lam_star))
     expr = _stable_sqrt_sum(_to_gamma(optimum))
     steps = steps + [

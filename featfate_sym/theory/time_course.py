@@ -34,6 +34,7 @@ import sympy as sp
 from featfate_sym import parameters
 from featfate_sym.registry import Derivation, Exactness, SpecialCase, Source, Status, Step, get, register
 from featfate_sym.symbols import L, eta, gamma, lam, n, sigma, t, theta
+from featfate_sym.theory.zero import is_zero, limit_by_powers
 
 _FAMILY = "time_course"
 _PAPER = "Tahir, Ganguli & Rotskoff, arXiv 2410.08194"
@@ -90,12 +91,12 @@ def _fine_tuning_integrand(eig):
     if set(poly.monoms()) - set(moments):
         raise ArithmeticError("the squared error is not quadratic in (b_i, s_i, xi_i)")
     mean = sum(coeff * moments[monom] for monom, coeff in poly.terms())
-    integrand = sp.expand(sp.simplify((d_ * mean).subs(n_, gamma * d_)))
+    integrand = sp.expand(sp.together((d_ * mean).subs(n_, gamma * d_)))
     integrand = sp.collect(integrand, sigma)
-    at_zero = sp.simplify(sp.limit(integrand, eig, 0, "+"))
+    at_zero = sp.simplify(limit_by_powers(integrand, sigma, eig, 0, "+"))
     bias = sp.factor(integrand.coeff(sigma, 0))
     variance = integrand.coeff(sigma, 2)
-    if sp.simplify(bias + sigma**2 * variance - integrand) != 0 or bias.has(sigma):
+    if not is_zero(bias + sigma**2 * variance - integrand) or bias.has(sigma):
         raise ArithmeticError("the integrand is not bias + sigma^2 variance")
     steps = [
         Step("gradient flow of (1/n)|X beta - y|^2 along an eigenvector of Sxx (eigenvalue x), "
@@ -145,7 +146,7 @@ def _fine_tuning_integrand(eig):
 def risk_time_fine_tuning() -> Derivation:
     ex, eig, angle = _scratch_pieces()
     integrand, at_zero, bias, variance, steps = _fine_tuning_integrand(eig)
-    if sp.simplify(variance - ex["variance"]) != 0:
+    if not is_zero(variance - ex["variance"]):
         raise ArithmeticError("the fine-tuning variance is not that of scratch.risk_time")
     # scratch's factored form (1 - E)^2/(gamma x), which the compilers evaluate without cancellation
     variance = ex["variance"]
@@ -163,8 +164,8 @@ def risk_time_fine_tuning() -> Derivation:
              "numerical quadrature)", sp.Eq(named, integral)),
         Step("R_ft(t) = atom h_ft(0+) + I_ft", expr),
     ]
-    limit_integrand = sp.limit(integrand, t, sp.oo)
-    if sp.simplify(limit_integrand - ex["integrand_limit"]) != 0:
+    limit_integrand = limit_by_powers(integrand, sigma, t, sp.oo)
+    if not is_zero(limit_integrand - ex["integrand_limit"]):
         raise ArithmeticError("the t -> oo integrand differs from scratch's")
     # t -> oo: the continuous parts of scratch and fine-tuning coincide, so the difference of the
     # end points is the atom's; it must be ft.transferability_exact at L = 1 (gamma < 1)
@@ -173,7 +174,7 @@ def risk_time_fine_tuning() -> Derivation:
     t_exact = t_exact.subs(L, 1)
     scratch_zero = get("scratch.risk_time").extras["at_zero"]
     end_difference = sp.simplify((1 - gamma) * (scratch_zero - at_zero))
-    if sp.simplify(end_difference - t_exact) != 0:
+    if not is_zero(end_difference - t_exact):
         raise ArithmeticError("the t -> oo limit disagrees with ft.transferability_exact at L = 1")
     steps.append(Step("t -> oo (sp.limit): the integrand tends to scratch's (sigma^2/(gamma x)); the end "
                       "points differ by the atom, (1 - gamma)(h_sc(0+) - h_ft(0+)) = "
@@ -225,7 +226,7 @@ def transferability_time_fine_tuning() -> Derivation:
     difference = sp.factor(sp.expand(scratch_in_decay - ft.extras["integrand_in_decay"]))
     zero_difference = sp.factor(ex["at_zero"] - ft.extras["at_zero"])
     factor = sp.factor(zero_difference)
-    if sp.simplify(difference - factor * _DECAY**2) != 0 or difference.has(sigma):
+    if not is_zero(difference - factor * _DECAY**2) or difference.has(sigma):
         raise ArithmeticError("the per-mode difference is not (2 cos theta - 1) E^2")
     noiseless = sp.simplify(ex["integrand"].subs(sigma, 0) - sp.exp(-4 * eig * t))
     if noiseless != 0:
@@ -271,9 +272,9 @@ def _readout_flow():
     # in the square (a - cos(theta))^2 + sin^2(theta)
     risk_of_a = _COEF**2 - 2 * _COEF * sp.cos(theta) + 1
     completed = (_COEF - sp.cos(theta)) ** 2 + sp.sin(theta) ** 2
-    if sp.simplify(sp.trigsimp(sp.expand(risk_of_a - completed))) != 0:
+    if not is_zero(sp.expand(risk_of_a - completed)):
         raise ArithmeticError("the completed square differs from the risk")
-    if sp.simplify(limit.subs(t, 0) - 1) != 0 or shift.has(sp.exp(2 * t)) or shift.has(sp.exp(4 * t)):
+    if not is_zero(limit.subs(t, 0) - 1) or shift.has(sp.exp(2 * t)) or shift.has(sp.exp(4 * t)):
         raise ArithmeticError("the coefficient does not start at 1 or grows")
     risk = completed.subs(_COEF, limit)
     # gradient descent on a: a_{k+1} = a_k - eta dloss/da at the limiting moments
@@ -283,7 +284,7 @@ def _readout_flow():
     discrete = sp.rsolve(recursion, seq(_STEPS), {seq(0): 1})
     discrete = sp.cos(theta) + sp.factor(sp.expand(discrete - sp.cos(theta)))
     risk_gd = completed.subs(_COEF, discrete)
-    if sp.simplify(risk_gd.subs(_STEPS, 0) - risk.subs(t, 0)) != 0:
+    if not is_zero(risk_gd.subs(_STEPS, 0) - risk.subs(t, 0)):
         raise ArithmeticError("gradient descent does not start at the flow's risk")
     steps = [
         Step("frozen balanced features: beta = W_<L W_L with W_<L W_<L^T = |beta_s|^(2(L-1)/L) P_s = P_s "
@@ -335,7 +336,7 @@ def risk_time_linear_transfer() -> Derivation:
     coefficient, risk, discrete, risk_gd, steps = _readout_flow()
     end = sp.limit(risk, t, sp.oo)
     lam0 = get("lt.risk").expr.subs(lam, 0)
-    if sp.simplify(end - lam0) != 0:
+    if not is_zero(end - lam0):
         raise ArithmeticError("the t -> oo limit is not lt.risk at lam = 0")
     steps.append(Step("t -> oo (sp.limit): lt.risk at lam = 0 (checked)", end))
     extras = {"coefficient": coefficient, "coefficient_gd": discrete, "risk_gd": risk_gd}
