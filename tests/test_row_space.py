@@ -92,6 +92,7 @@ def test_leading_singular_matches_the_full_svd():
     u, s = leading_singular(matrix, math.sqrt(alpha))
     u_full, s_full, _ = torch.linalg.svd(matrix, full_matrices=False)
     keep = 2
+    assert s.shape[-1] == 8  # the subspace iteration's answer, not the full SVD's
     assert bool((s[:, keep:] < math.sqrt(alpha) * s[:, :1]).all())
     torch.testing.assert_close(s[:, :keep], s_full[:, :keep], rtol=1e-12, atol=0)
     overlap = (u[:, :, :keep].mT @ u_full[:, :, :keep]).abs()
@@ -100,6 +101,14 @@ def test_leading_singular_matches_the_full_svd():
     flat = torch.randn(2, 30, 30, generator=gen, dtype=torch.float64)
     u, s = leading_singular(flat, 0.01)
     torch.testing.assert_close(s, torch.linalg.svdvals(flat), rtol=1e-12, atol=0)
+
+    # a tail of 12 directions just below the threshold: each is left out, and their
+    # Frobenius sum exceeds the threshold, so the certificate fails and the full SVD decides
+    basis, _ = torch.linalg.qr(torch.randn(1, 40, 40, generator=gen, dtype=torch.float64))
+    spectrum = torch.cat([torch.tensor([1.0]), torch.full((12,), 0.009), torch.full((27,), 1e-6)]).to(torch.float64)
+    tail = (basis * spectrum) @ basis.mT
+    u, s = leading_singular(tail, 0.01)
+    assert s.shape[-1] == 40 and int((s > 0.01 * s[:, :1]).sum()) == 1
 
 
 def test_refit_readout_is_deterministic_and_matches_the_pseudo_inverse():

@@ -73,12 +73,16 @@ def leading_singular(
     ``|M v_i - s_i u_i| <= tol * s_1``; by the gap theorem its directions are then within
     ``tol * s_1 / (s_i - s_(q+1))`` of the exact ones, about ``tol`` for the rank-k-plus-
     ``O(alpha)`` feature maps of small-initialisation pretraining, whose gap is the whole
-    ``s_k``.  If ``q`` columns do not reach below the threshold, ``q`` doubles; past
-    half the rank, or without convergence in ``max_iter`` rounds, it is the full SVD.
+    ``s_k``.  The directions left out are certified below the threshold by the Frobenius
+    norm of the deflated matrix, ``s_(k+1) <= |M - U_k U_k^T M|_F <= rank_tol s_1`` (for
+    those feature maps about ``alpha sqrt(m)`` against ``sqrt(alpha)``).  If ``q`` columns
+    do not reach below the threshold, or the certificate fails, ``q`` doubles; past half
+    the rank, or without convergence in ``max_iter`` rounds, it is the full SVD.
     Returns ``(u, s)`` with ``u`` of shape ``(R, d, q)`` and ``s`` ``(R, q)``, descending.
     """
     replicates, dim, width = matrix.shape
     full = min(dim, width)
+    total_sq = (matrix * matrix).sum((-2, -1))
     q = min(8, full)
     start = torch.Generator().manual_seed(0)
     while 2 * q <= full:
@@ -94,7 +98,13 @@ def leading_singular(
                 break
         else:
             break  # no convergence: the full SVD below
-        if not bool(keep[:, -1].any()):
+        # certificate for the directions left out: s_(k+1)(M) <= |M - U_k U_k^T M|_2 <=
+        # |M - U_k U_k^T M|_F = sqrt(|M|_F^2 - sum_(i <= k) s_i^2) (U_k^T M = S_k V_k^T
+        # exactly), so below the threshold no true singular value there is kept by the rule
+        # (a Ritz value below it would not prove that: Ritz values under-estimate)
+        kept_sq = torch.where(keep, svals * svals, torch.zeros_like(svals)).sum(-1)
+        left_out = (total_sq - kept_sq).clamp_min(0).sqrt()
+        if not bool(keep[:, -1].any()) and bool((left_out <= rank_tol * svals[:, 0]).all()):
             return u, svals
         q *= 2
     u, svals, _ = torch.linalg.svd(matrix, full_matrices=False)
