@@ -167,6 +167,16 @@ def test_relu_phase(tmp_path):
     assert f"results: {out}" in proc.stdout
 
 
+def test_bench_cell_side_by_side(tmp_path):
+    """This tree against itself: the same numbers (difference 0), and a bad tree refused."""
+    proc = run("bench_cell.py", "--gammas", "0.5", "1.5", "--d", "16", "--replicates", "2", "--against", ROOT,
+               cwd=tmp_path)
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| 0.5 ") or line.startswith("| 1.5 ")]
+    assert len(rows) == 2 and all(row.rstrip().endswith("| 0.0e+00 |") for row in rows), proc.stdout
+    bad = run("bench_cell.py", "--against", tmp_path, cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "--against" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_bench_step_rule(tmp_path):
     proc = run("bench_step_rule.py", "--quick", cwd=tmp_path)
     assert "total new:" in proc.stdout and "total old:" in proc.stdout

@@ -231,7 +231,10 @@ def _statistics(design: torch.Tensor, labels: torch.Tensor, keep_design: bool) -
     """
     n = design.shape[-2]
     dim = design.shape[-1]
-    eps = torch.finfo(torch.float64).eps
+
+    def kept_of(evals):  # matrix_rank's rule (ascending eigenvalues: the last is the top)
+        return evals > evals[..., -1:] * max(n, dim) * torch.finfo(torch.float64).eps
+
     sxx = design.mT @ design / n
     sxy = (design.mT @ labels.unsqueeze(-1)).squeeze(-1) / n
     yy = (labels * labels).sum(-1) / n
@@ -239,7 +242,7 @@ def _statistics(design: torch.Tensor, labels: torch.Tensor, keep_design: bool) -
     if n < dim:
         evals, u = torch.linalg.eigh(design @ design.mT / n)
         top = evals[..., -1]
-        kept = evals > top.unsqueeze(-1) * max(n, dim) * eps
+        kept = kept_of(evals)
         scale = torch.where(kept, (evals.clamp_min(torch.finfo(torch.float64).tiny) * n).rsqrt(), 0.0)
         basis = design.mT @ (u * scale.unsqueeze(-2))  # (R, d, n), zero columns where not kept
         projector = basis @ basis.mT
@@ -248,13 +251,13 @@ def _statistics(design: torch.Tensor, labels: torch.Tensor, keep_design: bool) -
     else:
         evals = torch.linalg.eigvalsh(sxx)
         top = evals[..., -1]
-        kept = evals > top.unsqueeze(-1) * max(n, dim) * eps
+        kept = kept_of(evals)
         chol, info = torch.linalg.cholesky_ex(sxx)
         if bool(kept.all()) and not bool(info.any()):
             minimiser = torch.cholesky_solve(sxy.unsqueeze(-1), chol).squeeze(-1)
         else:
             evals, evecs = torch.linalg.eigh(sxx)
-            kept = evals > evals[..., -1:] * max(n, dim) * eps
+            kept = kept_of(evals)
             inv = torch.where(kept, 1.0 / evals.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
             coeff = (evecs.mT @ sxy.unsqueeze(-1)).squeeze(-1) * inv
             minimiser = (evecs @ coeff.unsqueeze(-1)).squeeze(-1)
@@ -295,7 +298,7 @@ def in_row_space(data: RegressionData) -> RegressionData:
     def reduce(v):
         return (v.unsqueeze(-2) @ q).squeeze(-2)
 
-    full_rank = bool((q.abs().amax(-2) > 0).all())
+    live = data.basis_eigenvalues > 0  # a zero basis column is a dead coordinate
     return RegressionData(
         sxx=torch.diag_embed(data.basis_eigenvalues),
         sxy=reduce(data.sxy),
@@ -304,8 +307,7 @@ def in_row_space(data: RegressionData) -> RegressionData:
         min_loss=data.min_loss,
         top_eigenvalue=data.top_eigenvalue,
         n_samples=data.n_samples,
-        # a zero basis column is a dead coordinate: the reduced projector marks it
-        projector=None if full_rank else torch.diag_embed((q.abs().amax(-2) > 0).to(q.dtype)),
+        projector=None if bool(live.all()) else torch.diag_embed(live.to(q.dtype)),
     )
 
 
