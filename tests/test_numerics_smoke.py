@@ -329,3 +329,22 @@ def test_table_scripts_help_and_bad_input(tmp_path, script, bad):
     assert run(script, "--help", cwd=tmp_path).stdout.startswith("usage: ")
     proc = run(script, *bad, cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_sweep_summary(tmp_path):
+    out = tmp_path / "sweep"
+    sim = subprocess.run([sys.executable, "-m", "featfate_sym.simulate", "--gamma", "0.5,1.5", "--theta", "pi/4",
+                          "--sigma", "0.2", "--d", "16", "--replicates", "3", "--workers", "1", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                         cwd=tmp_path)
+    assert sim.returncode == 0, sim.stderr[-2000:]
+    lines = run("sweep_summary.py", out, cwd=tmp_path).stdout.splitlines()
+    assert lines[0] == "2 cells x 3 replicates"
+    assert "converged_ft: 6/6" in lines and "converged_sc: 6/6" in lines
+    rows = rows_after(lines, "quantity")
+    assert [tuple(r.split()[:1]) for r in rows][:2] == [("risk_sc",), ("risk_sc",)]
+    for row in rows:  # points, max |z| >= mean |z| >= 0, beyond is a count
+        points, largest, mean, beyond = numbers(row)[-4:]
+        assert points == 2 and largest >= mean >= 0 and beyond in (0, 1, 2)
+    bad = run("sweep_summary.py", tmp_path / "missing", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "results" in bad.stderr and "Traceback" not in bad.stderr

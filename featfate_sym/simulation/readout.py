@@ -44,7 +44,7 @@ import torch
 
 from featfate_sym.simulation.tasks import RegressionData
 
-__all__ = ["ReadoutFit", "leading_singular", "refit_readout"]
+__all__ = ["ReadoutFit", "leading_singular", "naive_is_least_squares", "refit_readout"]
 
 
 @dataclass
@@ -111,6 +111,34 @@ def leading_singular(
     return u, svals
 
 
+def naive_is_least_squares(feature_map: torch.Tensor, data: RegressionData) -> torch.Tensor:
+    """Per replicate, whether the plain pseudo-inverse readout is certified to be the
+    least-squares fit in input space, ``F_map (X F_map)^+ y = X^+ y`` (``data.minimiser``).
+
+    The reverse-order law ``(A B)^+ = B^+ A^+`` holds for ``A`` of full column rank and
+    ``B`` of full row rank; with ``n >= d`` and a square feature map (``m = d``) both hold
+    when ``X F_map`` has full column rank, and then ``F_map (X F_map)^+ y = F_map F_map^(-1)
+    X^+ y = X^+ y``.  gelsd keeps every direction of ``X F_map`` with singular value above
+    its cutoff ``max(n, m) eps s_max``; this returns ``True`` where every singular value is
+    certified above twice that cutoff by ``s_min(X F) >= sqrt(n lambda_min(Sxx)) /
+    |F_map^(-1)|_F`` and ``s_max(X F) <= sqrt(n lambda_max(Sxx)) |F_map|_F`` (the factor 2
+    covers the rounding of the computed inverse, relative ``kappa eps``), so gelsd's
+    solution is the least-squares one.  Small-initialisation feature maps (singular values
+    ``1`` and ``O(alpha)``) pass with orders of magnitude to spare; anything else
+    (``n < d``, a non-square or singular map) returns ``False`` and is solved by gelsd.
+    """
+    replicates, dim = data.sxy.shape
+    if feature_map.shape[-1] != dim or data.bottom_eigenvalue is None or data.n_samples < dim:
+        return torch.zeros(replicates, dtype=torch.bool)
+    n = data.n_samples
+    inverse, info = torch.linalg.inv_ex(feature_map)
+    inv_norm = torch.where(info == 0, inverse.flatten(1).norm(dim=-1), torch.inf)
+    low = (n * data.bottom_eigenvalue.clamp_min(0.0)).sqrt() / inv_norm
+    high = (n * data.top_eigenvalue).sqrt() * feature_map.flatten(1).norm(dim=-1)
+    cutoff = max(n, dim) * torch.finfo(torch.float64).eps * high
+    return torch.isfinite(low) & (low > 2 * cutoff)
+
+
 def refit_readout(
     feature_map: torch.Tensor | None,
     data: RegressionData,
@@ -158,16 +186,21 @@ def refit_readout(
     # naive: all directions of F = X F_map (the minimum-norm least-squares fit at lam = 0 by
     # LAPACK's SVD solver gelsd, with the pseudo-inverse's cutoff max(n, m) eps: the
     # pseudo-inverse's solution without forming it; the faster QR solvers are either
-    # unsafe for rank-deficient F (gels) or not bit-for-bit reproducible (gelsy)
-    feats = data.design @ feature_map
-    labels = data.labels.unsqueeze(-1)
+    # unsafe for rank-deficient F (gels) or not bit-for-bit reproducible (gelsy), except
+    # where the reverse-order law certifies that it is X^+ y (naive_is_least_squares)
     if lam > 0:
+        feats = data.design @ feature_map
         n, m = data.n_samples, feats.shape[-1]
         gram = feats.transpose(-1, -2) @ feats / n + lam * torch.eye(m, dtype=torch.float64)
-        w = torch.linalg.solve(gram, feats.transpose(-1, -2) @ labels / n)
+        naives = (feature_map @ torch.linalg.solve(gram, feats.transpose(-1, -2) @ data.labels.unsqueeze(-1) / n))
+        naives = naives.squeeze(-1)
     else:
-        w = torch.linalg.lstsq(feats, labels, driver="gelsd").solution
-    naives = (feature_map @ w).squeeze(-1)
+        naives = data.minimiser.clone()
+        rest = ~naive_is_least_squares(feature_map, data)
+        if bool(rest.any()):
+            feats = data.design[rest] @ feature_map[rest]
+            w = torch.linalg.lstsq(feats, data.labels[rest].unsqueeze(-1), driver="gelsd").solution
+            naives[rest] = (feature_map[rest] @ w).squeeze(-1)
     return ReadoutFit(
         beta=torch.stack(betas),
         beta_naive=naives,

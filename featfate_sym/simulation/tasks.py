@@ -30,7 +30,7 @@ one above, number for number.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -91,6 +91,8 @@ class RegressionData:
     projector: torch.Tensor | None = None  # (R, d, d) or None = identity
     basis: torch.Tensor | None = None  # (R, d, n) with projector = basis basis^T
     basis_eigenvalues: torch.Tensor | None = None  # (R, n): basis^T Sxx basis = diag(these)
+    #: (R,) smallest eigenvalue of ``Sxx`` for a sample with ``n >= d`` (else ``None``)
+    bottom_eigenvalue: torch.Tensor | None = None
 
 
 def make_teachers(
@@ -238,7 +240,7 @@ def _statistics(design: torch.Tensor, labels: torch.Tensor, keep_design: bool) -
     sxx = design.mT @ design / n
     sxy = (design.mT @ labels.unsqueeze(-1)).squeeze(-1) / n
     yy = (labels * labels).sum(-1) / n
-    projector = basis = None
+    projector = basis = bottom = None
     if n < dim:
         evals, u = torch.linalg.eigh(design @ design.mT / n)
         top = evals[..., -1]
@@ -264,6 +266,7 @@ def _statistics(design: torch.Tensor, labels: torch.Tensor, keep_design: bool) -
             if not bool(kept.all()):
                 kept_basis = evecs * kept.unsqueeze(-2)
                 projector = kept_basis @ kept_basis.mT
+        bottom = evals[..., 0]
     min_loss = (yy - (minimiser * sxy).sum(-1)).clamp_min(0.0)
     return RegressionData(
         sxx=sxx,
@@ -278,6 +281,7 @@ def _statistics(design: torch.Tensor, labels: torch.Tensor, keep_design: bool) -
         projector=projector,
         basis=basis,
         basis_eigenvalues=None if basis is None else torch.where(kept, evals, 0.0),
+        bottom_eigenvalue=bottom,
     )
 
 
@@ -402,6 +406,12 @@ def whitened(data: RegressionData) -> RegressionData:
     )
 
 
+def select(data: RegressionData, replicates: slice) -> RegressionData:
+    """The replicates ``replicates`` of ``data`` (views, no copy)."""
+    return replace(data, **{f.name: getattr(data, f.name)[replicates] for f in fields(data)
+                            if isinstance(getattr(data, f.name), torch.Tensor)})
+
+
 def to_device(data: RegressionData, device: torch.device | str, dtype: torch.dtype) -> RegressionData:
     """A copy of ``data`` on ``device`` in ``dtype`` (the design stays float64 on the CPU)."""
 
@@ -421,6 +431,7 @@ def to_device(data: RegressionData, device: torch.device | str, dtype: torch.dty
         projector=move(data.projector),
         basis=move(data.basis),
         basis_eigenvalues=move(data.basis_eigenvalues),
+        bottom_eigenvalue=move(data.bottom_eigenvalue),
     )
 
 

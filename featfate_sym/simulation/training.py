@@ -141,6 +141,16 @@ class DescentResult:
     converged: torch.Tensor
     drift: torch.Tensor | None = None
 
+    @staticmethod
+    def concatenate(runs: list["DescentResult"]) -> "DescentResult":
+        """The results of consecutive blocks of replicates as one."""
+        if len(runs) == 1:
+            return runs[0]
+        fields = {name: torch.cat([getattr(r, name) for r in runs])
+                  for name in ("steps", "loss", "excess", "step_size", "converged")}
+        drift = None if runs[0].drift is None else torch.cat([r.drift for r in runs])
+        return DescentResult(**fields, drift=drift)
+
 
 def matvec(weight: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
     """``W v`` per replicate, written as ``v^T W^T`` (a batched row-times-matrix product
@@ -163,7 +173,8 @@ def small_init(
     scale: float = 1e-5,
     outputs: int | None = None,
 ) -> list[torch.Tensor]:
-    """Small initialisation ``W_l = alpha Wbar_l`` (float64, CPU).
+    """Small initialisation ``W_l = alpha Wbar_l`` (float64, CPU; the standard Gaussians
+    are drawn in float32 and widened).
 
     ``Wbar_l`` has entries ``N(0, 1/d_{l-1})`` for the square (hidden) layers and
     ``N(0, 1)`` for the readout, as in the authors' runs (SPEC section 1); ``alpha =
@@ -179,12 +190,15 @@ def small_init(
     if not scale > 0:
         raise ValueError(f"init scale must be > 0 (got {scale})")
     sizes = [dim] + [width] * (depth - 1)
+    shapes = [(replicates, sizes[l], sizes[l + 1]) for l in range(depth - 1)]
+    shapes.append((replicates, sizes[-1]) if outputs is None else (replicates, sizes[-1], outputs))
     weights = []
-    for l in range(depth - 1):
-        w = torch.randn(replicates, sizes[l], sizes[l + 1], generator=generator, dtype=torch.float64)
-        weights.append(scale * w / sizes[l] ** 0.5)
-    shape = (replicates, sizes[-1]) if outputs is None else (replicates, sizes[-1], outputs)
-    weights.append(scale * torch.randn(*shape, generator=generator, dtype=torch.float64))
+    for l, shape in enumerate(shapes):
+        # drawn in float32 (a quarter of float64's cost on CPU, and the d x d draws dominate
+        # a cell's sampling), then widened exactly: the entries are Gaussians rounded to 24
+        # bits, which no end point can tell apart at scale alpha -> 0
+        w = torch.randn(*shape, generator=generator, dtype=torch.float32).to(torch.float64)
+        weights.append(w.mul_(scale / sizes[l] ** 0.5 if l < depth - 1 else scale))
     return weights
 
 
@@ -263,6 +277,7 @@ def gradient_descent(
     drift_budget: torch.Tensor | None = None,
     monitor=None,
     trainable: tuple[int, ...] | None = None,
+    first_replicate: int = 0,
 ) -> DescentResult:
     """Train ``weights`` in place by gradient descent on the loss of ``data``.
 
@@ -278,6 +293,8 @@ def gradient_descent(
     the conserved-quantity monitor and tests).  ``trainable`` (0-based layer indices,
     default all) updates only those layers; the others stay frozen, and the step keeps
     the all-layer curvature bound (an over-estimate when layers are frozen: stable).
+    ``first_replicate``: the index of the first replicate here within a larger batch
+    (descended in blocks), for the divergence message.
     """
     if not tol > 0:
         raise ValueError(f"tol must be > 0 (got {tol})")
@@ -334,7 +351,7 @@ def gradient_descent(
             if bool(bad.any()):
                 r = int(torch.nonzero(bad)[0])
                 raise DivergenceError(
-                    f"gradient descent diverged at step {step} (replicate {r}) with step size "
+                    f"gradient descent diverged at step {step} (replicate {first_replicate + r}) with step size "
                     f"eta = {float(last_eta[r]):.6g} (step_scale = {step_scale}); "
                     f"excess loss {float(excess[r]):.6g}"
                 )
