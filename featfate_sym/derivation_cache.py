@@ -393,6 +393,10 @@ AFFINITY = (
     # the two-level spectrum: kappa, the scratch risk, and the transfer risks on it
     ("scratch.kappa_two_level", "scratch.risk_two_level", "lt.risk_two_level", "lt.transferability_two_level",
      "ft.risk_two_level", "ft.transferability_two_level"),
+    # relu's angle symbol equals symbols.phi (the same facts, spelled otherwise): through
+    # SymPy's cache the first one built is the one stored, so bl_lower follows the kernel
+    # in one worker (its stored form does not depend on the schedule)
+    ("relu.arccos_kernel", "metrics.bl_lower"),
 )
 
 

@@ -210,7 +210,8 @@ def _scratch() -> dict:
     # r^T W^{-1} r -> (|r|^2/n) lim E tr W^{-1}
     kappa = _branch(proportional_limit(inverse_gram_trace_mean(n, d - 1), gamma), gamma < 1)
     objective_under = _W**2 + kappa * q
-    (w_under,) = sp.solve(sp.diff(objective_under, _W), _W)
+    # simplify=False: the root is factored next (the same form either way)
+    (w_under,) = sp.solve(sp.diff(objective_under, _W), _W, simplify=False)
     w_under = sp.factor(w_under)
     norm2_under = sp.factor(sp.cancel(objective_under.subs(_W, w_under)))
     # gamma > 1: least squares; for given w_par the residual is (I - P_Z) r with P_Z the
@@ -869,7 +870,7 @@ def _max_margin() -> dict:
     arg = _KAPPA - _ALPHA * m
     big_f = gamma * _partial_moments(arg, cdf=lower_tail(arg))[1] - (1 - _ALPHA**2)
     stationarity = sp.expand(sp.diff(big_f, _ALPHA).subs(_KAPPA, _QMM + _ALPHA * m))
-    (alpha_star,) = sp.solve(stationarity, _ALPHA)
+    (alpha_star,) = sp.solve(stationarity, _ALPHA, simplify=False)  # simplifying the root leaves it as it is
     alpha_star = sp.expand(alpha_star)
     if not is_zero(alpha_star - gamma * m * psi1):
         raise ArithmeticError(f"unexpected stationary cosine {alpha_star}")
@@ -892,7 +893,7 @@ def _max_margin() -> dict:
     kappa_star = _QMM + alpha_stable * m
     # F_kappa = 2 gamma psi_1 > 0, so kappa(alpha) is a maximum where F_alpha changes sign
     # from + to -: F_alpha = 2 alpha - 2 gamma m psi_1(kappa - alpha m) is increasing in alpha
-    f_alpha_slope = sp.simplify(sp.diff(sp.diff(big_f, _ALPHA), _ALPHA))
+    f_alpha_slope = sp.factor_terms(sp.cancel(sp.diff(sp.diff(big_f, _ALPHA), _ALPHA)))  # simplify's form
     return {"psi1": psi1, "psi2": psi2, "F": big_f, "stationarity": stationarity, "alpha": alpha_stable,
             "equation": equation_stable, "kappa": kappa_star, "F_alpha_alpha": f_alpha_slope,
             "equation_plain": equation}
@@ -1055,19 +1056,21 @@ def _scratch_flip() -> dict:
     et2, ets, es2 = moments
     q = et2 - 2 * _W * ets + _W**2 * es2
     objective_under = _W**2 + sc["kappa"] * q
-    (w_under,) = sp.solve(sp.diff(objective_under, _W), _W)
+    # simplify=False: the roots are factored next (the same form either way)
+    (w_under,) = sp.solve(sp.diff(objective_under, _W), _W, simplify=False)
     w_under = sp.factor(w_under)
     norm2_under = sp.factor(sp.together(objective_under.subs(_W, w_under)))
-    (w_over,) = sp.solve(sp.diff(sc["residual"] * q, _W), _W)
+    (w_over,) = sp.solve(sp.diff(sc["residual"] * q, _W), _W, simplify=False)
     w_over = sp.factor(w_over)
     norm2_over = sp.factor(sp.together(w_over**2 + sc["trace_over"] * q.subs(_W, w_over)))
     margins = {}
     for side, w, norm2, inside in (("under", w_under, norm2_under, 1 / (1 + _E)), ("over", w_over, norm2_over, 1 + _E)):
         overlap = m * w
         # positive for p < 1/2: checked at p = 1/4 and gamma inside the branch
-        if not sp.simplify(overlap.subs({gamma: inside, _PF: sp.Rational(1, 4)})).is_positive:
+        if not sp.factor(overlap.subs({gamma: inside, _PF: sp.Rational(1, 4)})).is_positive:
             raise ArithmeticError(f"the flipped-label overlap is not positive ({side})")
-        margins[side] = sp.simplify(m * w / sp.sqrt(norm2))
+        # one denominator, common factors out: the form simplify picks, without its search
+        margins[side] = sp.factor_terms(sp.cancel(m * w / sp.sqrt(norm2)))
     return {"moments": moments, "q": q, "w_under": w_under, "norm2_under": norm2_under, "w_over": w_over,
             "norm2_over": norm2_over, "margin_under": margins["under"], "margin_over": margins["over"]}
 

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import sympy as sp
 from sympy.codegen.cfunctions import expm1
+from sympy.integrals.meijerint import meijerint_indefinite
 
 from featfate_sym import registry
 from featfate_sym import parameters
@@ -132,11 +133,20 @@ def _rate_along(weights, velocity, quantity) -> sp.Matrix:
     return quantity.xreplace(moving).diff(time).xreplace(rates).xreplace(back)
 
 
+def _expand_entries(mat: sp.Matrix) -> sp.Matrix:
+    """Each entry expanded as a polynomial in the weights and the loss derivatives: those
+    (``Subs``, ``Derivative`` of ``ell``) are held as symbols while expanding, then put
+    back (expanding inside their arguments as well only costs time)."""
+    held = {a: sp.Dummy() for a in mat.atoms(sp.Subs, sp.Derivative)}
+    back = {v: k for k, v in held.items()}
+    return mat.xreplace(held).applyfunc(sp.expand).xreplace(back)
+
+
 def _simplify_matrix(mat: sp.Matrix, expanded: bool = False) -> sp.ImmutableMatrix:
     """Each entry expanded (unless ``expanded``: it is already) and simplified."""
-    if expanded:
-        return sp.ImmutableMatrix(mat.applyfunc(sp.simplify))
-    return sp.ImmutableMatrix(mat.applyfunc(lambda e: sp.simplify(sp.expand(e))))
+    if not expanded:
+        mat = _expand_entries(mat)
+    return sp.ImmutableMatrix(mat.applyfunc(sp.simplify))
 
 
 def _conservation_parts() -> tuple[dict[str, sp.Basic], list[Step]]:
@@ -187,7 +197,7 @@ def _conservation_parts() -> tuple[dict[str, sp.Basic], list[Step]]:
 def _gd_step_parts(weights, grads, l) -> tuple[sp.ImmutableMatrix, sp.ImmutableMatrix]:
     """Expand ``D_l(W - eta G) - D_l(W)`` in ``eta``: its linear part and its quadratic residual."""
     stepped = [w - eta * g for w, g in zip(weights, grads)]
-    change = (_imbalance(stepped, l) - _imbalance(weights, l)).applyfunc(sp.expand)
+    change = _expand_entries(_imbalance(stepped, l) - _imbalance(weights, l))
     first = change.applyfunc(lambda e: e.coeff(eta, 1))
     second = change.applyfunc(lambda e: e.coeff(eta, 2))
     # every term of the expanded change is eta or eta^2 times a product free of eta (no
@@ -275,7 +285,8 @@ def _on_circle(expr: sp.Expr, units: list[tuple[sp.Symbol, sp.Symbol]]) -> sp.Ex
     sines = [s_ for _, s_ in units]
     others = sorted(expr.free_symbols - set(sines), key=str)
     relations = [c_**2 + s_**2 - 1 for c_, s_ in units]
-    _, remainder = sp.reduced(sp.expand(expr), relations, *sines, *others, order="lex")
+    # reduced expands into polynomials itself (in the polys domain, cheaper than sp.expand)
+    _, remainder = sp.reduced(expr, relations, *sines, *others, order="lex")
     return sp.factor(remainder)
 
 
@@ -399,7 +410,8 @@ def balanced_flow() -> Derivation:
     on_sphere = {b[3] ** 2: norm**2 - b[0] ** 2 - b[1] ** 2 - b[2] ** 2}
     null_sq = b[2] ** 2 + b[3] ** 2
     rate_null = sp.factor_terms(sp.cancel((b[2] * flow[2] + b[3] * flow[3]) / null_sq))  # dlog|beta_N|/dt
-    rate_norm = sp.simplify(sp.expand((b.T * flow)[0, 0]).subs(on_sphere) / norm**2)  # dlog|beta|/dt
+    # dlog|beta|/dt: a rational function once |beta|^2 closes the sum, over one denominator
+    rate_norm = sp.together(sp.expand(sp.expand((b.T * flow)[0, 0]).subs(on_sphere) / norm**2))
     exponent_null = sp.simplify(rate_null / rate_norm)
     steps.append(Step("g in the row space of X (span e1, e2): dlog|beta_N|/dt", rate_null))
     steps.append(Step("dlog|beta|/dt", rate_norm))
@@ -541,7 +553,11 @@ def _antiderivative(integrand: sp.Expr, var: sp.Symbol) -> sp.Expr:
     # one that succeeds: meijerg=True goes there directly (the same antiderivative),
     # skipping the Risch, manual and rational attempts
     if integrand.has(L):
-        out = sp.integrate(integrand, var, meijerg=True)
+        # what integrate(meijerg=True) does, without its preliminaries: the factor free of
+        # var pulled out, the rest integrated by meijerint_indefinite (the same result)
+        coefficient, rest = integrand.as_independent(var, as_Add=False)
+        out = meijerint_indefinite(rest, var)
+        out = sp.integrate(integrand, var, meijerg=True) if out is None else coefficient * out
     else:
         out = sp.integrate(integrand, var, heurisch=False)
     # exp_polar(2 i pi) marks a winding around 0; the arguments used here lie in (0, 1),

@@ -200,7 +200,7 @@ def w2() -> Derivation:
     if not is_zero(root_sum - trace_d):  # pragma: no cover
         raise RuntimeError("trace and Vieta disagree")
     # bracket of the largest root: right of the local minimum l**, where the cubic increases
-    critical = sp.solve(sp.diff(cubic, ell), ell)
+    critical = sp.solve(sp.diff(cubic, ell), ell, simplify=False)  # simplifying the roots leaves them as they are
     probe = {theta: sp.Rational(1, 2), sigma: sp.Rational(1, 2)}
     l_min = max(critical, key=lambda r: float(r.subs(probe)))
     upper = 3 + sigma**2

@@ -94,6 +94,19 @@ def _normal(expr: sp.Expr) -> sp.Expr:
     return sp.bottom_up(expr, lambda e: getattr(e, "normal", lambda: e)())
 
 
+def null_space_form(u: sp.Matrix, v: sp.Matrix, p: sp.Expr) -> sp.Expr:
+    """``E <(I-P) u, (I-P) v> = (1 - p) u^T v`` with the quadratic form left as it is (not
+    simplified), for a caller that expands the result at once."""
+    return (1 - p) * (u.T * v)[0, 0]
+
+
+def expanded_under_threshold(expr: sp.Expr) -> sp.Expr:
+    """``expr`` on the branch ``gamma < 1``, expanded: for a polynomial in its atoms
+    (``cos theta``, ``sin theta``, the weights, ``gamma``), the normal form that
+    ``sp.expand(under_threshold(expr))`` gives, without the ``simplify`` in between."""
+    return sp.expand(expr.subs(sp.Min(1, gamma), gamma))
+
+
 @memo
 def under_threshold(expr: sp.Expr) -> sp.Expr:
     """``expr`` on the branch ``gamma < 1``, where ``Min(1, gamma) = gamma``."""
@@ -367,7 +380,7 @@ def transferability_exact() -> Derivation:
     # the value at gamma = 1: limit of an upper bound of |T| (c >= 1 branch) for sigma > 0
     below = sp.Symbol("q", positive=True)  # gamma = 1 - q
     bound = (1 - gamma) * (b_lim / gamma) ** ((L - 1) / L)
-    bound_q = sp.powsimp(sp.expand_power_base(sp.factor(sp.simplify(bound.subs(gamma, 1 - below))),
+    bound_q = sp.powsimp(sp.expand_power_base(sp.factor(_normal(bound.subs(gamma, 1 - below))),
                                               force=True), force=True)
     bound_at_one = sp.limit(bound_q, below, 0, "+")
     if bound_at_one != 0:

@@ -126,10 +126,15 @@ def _hessian_at_minimum(depth: int):
     grad = sp.Matrix([g.xreplace(point) for g in gradient]).applyfunc(sp.expand)
     if grad != sp.zeros(len(entries), 1):
         raise ArithmeticError("the gradient does not vanish at the minimum")
-    # the Hessian of a polynomial is symmetric: each pair (i, j), i <= j, differentiated once
+    # the Hessian of a polynomial is symmetric: each pair (i, j), i <= j, differentiated once;
+    # d g_i / d w_j at the point is the derivative of g_i restricted to the line through the
+    # point along w_j (every other entry at its value first: a small univariate polynomial)
     size = len(entries)
-    upper = {(i, j): sp.expand(sp.diff(gradient[i], entries[j]).xreplace(point))
-             for i in range(size) for j in range(i, size)}
+    upper = {}
+    for j, entry in enumerate(entries):
+        others = {e: v for e, v in point.items() if e != entry}
+        for i in range(j + 1):
+            upper[(i, j)] = sp.expand(sp.diff(gradient[i].xreplace(others), entry).xreplace({entry: point[entry]}))
     hessian = sp.Matrix(size, size, lambda i, j: upper[(min(int(i), int(j)), max(int(i), int(j)))])
     jac = beta.jacobian(entries).subs(point)
     gauss_newton = (2 * jac.T * curvature * jac).applyfunc(sp.expand)
@@ -334,7 +339,8 @@ def _marchenko_pastur() -> tuple[sp.Expr, sp.Expr, sp.Expr, list[Step]]:
     m_ = sp.Symbol("m")
     quadratic = _PSI * zeta * m_**2 - (1 - _PSI - zeta) * m_ + 1
     disc = sp.expand(sp.discriminant(quadratic, m_).subs(zeta, _EIG))
-    edges = sorted(sp.solve(disc, _EIG), key=lambda e: float(e.subs(_PSI, 2)))
+    # (simplify=False: simplifying the roots leaves them as they are)
+    edges = sorted(sp.solve(disc, _EIG, simplify=False), key=lambda e: float(e.subs(_PSI, 2)))
     lead = sp.Poly(quadratic, m_).LC().subs(zeta, _EIG)
     # on the support the discriminant is negative: m(x + i0) = (-B + i sqrt(-disc))/(2A),
     # and the density is Im m / pi
@@ -637,7 +643,8 @@ def _lyapunov() -> tuple[sp.Expr, list[Step]]:
     the exact per-mode fixed point, its first order in ``eta``; the continuous Lyapunov
     equation ``H C + C H = eta G`` solved for a 2x2 block with ``G`` not diagonal in the
     eigenbasis of ``H``, and the trace identity ``tr C = (eta/2) tr(H^{-1} G)``."""
-    exact = sp.solve(sp.Eq(_CMODE, (1 - eta * _HMODE) ** 2 * _CMODE + eta**2 * _GMODE), _CMODE)
+    # simplify=False: the root is factored next
+    exact = sp.solve(sp.Eq(_CMODE, (1 - eta * _HMODE) ** 2 * _CMODE + eta**2 * _GMODE), _CMODE, simplify=False)
     (exact,) = exact
     exact = sp.factor(exact)
     first = sp.series(exact, eta, 0, 2).removeO()
@@ -777,7 +784,8 @@ def risk_sgd_stationary() -> Derivation:
     # the next order from the multiplicative noise: G(delta) ~ (4/B)(s^2 + tr(Sxx C)) Sxx,
     # tr(Sxx C) = mu_1 d c for isotropic C = c I (Gaussian fourth moments)
     c_sym = sp.Symbol("c", positive=True)
-    (self_consistent,) = sp.solve(sp.Eq(c_sym, eta * (s2 + mu1 * dim * c_sym) / batch), c_sym)
+    # simplify=False: only the factored series coefficient of the root is used
+    (self_consistent,) = sp.solve(sp.Eq(c_sym, eta * (s2 + mu1 * dim * c_sym) / batch), c_sym, simplify=False)
     second = sp.factor(sp.series(self_consistent * dim, eta, 0, 3).removeO().coeff(eta, 2) * eta**2)
     steps.append(Step("size of the neglected term (estimate): the noise at beta* + delta adds (4/B) tr(Sxx C) "
                       "Sxx (Gaussian fourth moments, isotropic C = c I, tr(Sxx C) = mu_1 d c with the MP "

@@ -367,8 +367,9 @@ def boundary() -> Derivation:
 
     # critical noise: the discriminant's factor that vanishes first as sigma grows from 0
     probe_c = {_R: sp.Rational(3, 4)}
+    # (simplify=False: simplifying the roots leaves them as they are)
     critical = sorted(
-        (r for r in sp.solve(discriminant, sigma) if float(r.subs(probe_c)) >= 0),
+        (r for r in sp.solve(discriminant, sigma, simplify=False) if float(r.subs(probe_c)) >= 0),
         key=lambda r: float(r.subs(probe_c)),
     )
     # written with 1 - R_lt = k_lam cos^2 theta (the product of the roots)

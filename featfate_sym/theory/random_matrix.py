@@ -153,7 +153,12 @@ def _limit_condition(cond, gamma, n, d):
         gap = (cond.lhs - cond.rhs).subs(n, gamma * d)
         if not gap.has(d):
             return cond.func(gap, 0)
-        leading = sp.simplify(sp.limit(gap / d, d, sp.oo))
+        # the leading coefficient of the gap: a rational function of gamma, in normal form;
+        # for a gap linear in d, lim gap/d is its coefficient of d (no limit to take)
+        if gap.is_polynomial(d) and sp.degree(gap, d) == 1:
+            leading = sp.cancel(sp.Poly(gap, d).coeff_monomial(d))
+        else:
+            leading = sp.cancel(sp.limit(gap / d, d, sp.oo))
         return cond.func(leading, 0)
     return cond
 
@@ -198,9 +203,10 @@ def _mp_physical_root():
     roots = sp.solve(psi_ * zeta * m_**2 - (1 - psi_ - zeta) * m_ + 1, m_)
     # the limit is taken in w rather than in z: SymPy's limit at z -> -oo of z m(z)
     # mis-assigns the two branches of the square root (1.14), the w form is reliable
+    # (factored first: limit sees one quotient; a full simplify gives the same limits)
     physical = [
         r for r in roots
-        if sp.limit(sp.simplify((zeta * r).subs(zeta, -1 / w)), w, 0, "+") == -1
+        if sp.limit(sp.factor((zeta * r).subs(zeta, -1 / w)), w, 0, "+") == -1
     ]
     if len(physical) != 1:  # pragma: no cover - the quadratic has exactly one such root
         raise RuntimeError("could not select the Marchenko-Pastur branch")
