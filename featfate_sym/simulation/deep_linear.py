@@ -242,7 +242,7 @@ def _descend(weights, data, opts, tol, device, dtype, drift_control=None, traina
     the end-point rule (``|G_1| = |Q^T g| |b_1|``, ``g`` in ``span Q``) are unchanged.
     """
     settings = dict(max_steps=opts.max_steps, step_scale=opts.step_scale, check_every=opts.check_every,
-                    trainable=trainable, drift_budget=drift_budget)
+                    trainable=trainable)
     full = data
     first = None
     if data.basis is not None:
@@ -259,12 +259,11 @@ def _descend(weights, data, opts, tol, device, dtype, drift_control=None, traina
         white, problem_tol = whitened_problem(data, tol)
         problem = tasks.to_device(white, device, dtype)
     runs = []
-    blocks = _replicate_blocks([*weights, problem.sxx, problem.projector], opts.block_bytes if str(device) == "cpu" else 0)
-    for block in blocks:
+    for block in _replicate_blocks([*weights, problem.sxx, problem.projector], opts, device):
         budget = None if drift_budget is None else drift_budget[block]
         runs.append(gradient_descent([w[block] for w in weights], tasks.select(problem, block), tol=problem_tol,
-                                     drift_control=drift_control, first_replicate=block.start,
-                                     **{**settings, "drift_budget": budget}))
+                                     drift_control=drift_control, drift_budget=budget, first_replicate=block.start,
+                                     **settings))
     run = DescentResult.concatenate(runs)
     if first is not None:
         change = q @ ((weights[0].unsqueeze(-1) if vector else weights[0]) - start)
@@ -278,12 +277,14 @@ def _descend(weights, data, opts, tol, device, dtype, drift_control=None, traina
     return replace(run, loss=excess + full.min_loss, excess=excess, converged=run.converged & (excess <= tol))
 
 
-def _replicate_blocks(tensors, budget: int) -> list[slice]:
+def _replicate_blocks(tensors, options: EngineOptions, device) -> list[slice]:
     """Consecutive blocks of replicates (the first dimension of ``tensors``; ``None``
-    entries are skipped) whose slices of ``tensors`` take at most ``budget`` bytes
-    (``EngineOptions.block_bytes``; one block for ``budget = 0``), with at least two
-    replicates each: a block of one runs slower than the cache saves (measured at ``d =
-    500``: 1.46 s against 0.75 s for blocks of two, fine-tuning at ``gamma = 0.6``)."""
+    entries are skipped) whose slices of ``tensors`` take at most
+    ``options.block_bytes`` bytes, with at least two replicates each: a block of one runs
+    slower than the cache saves (measured at ``d = 500``: 1.46 s against 0.75 s for blocks
+    of two, fine-tuning at ``gamma = 0.6``).  One block off the CPU or for ``block_bytes =
+    0``."""
+    budget = options.block_bytes if str(device) == "cpu" else 0
     tensors = [x for x in tensors if x is not None]
     replicates = tensors[0].shape[0]
     per = sum(x[0].numel() * x.element_size() for x in tensors)
@@ -487,8 +488,7 @@ class Trial:
         in the blocks of replicates of the descent (``EngineOptions.block_bytes``), where
         the Gram matrices stay in the cache."""
         drift = torch.zeros(before[0].shape[0], dtype=torch.float64)
-        budget = self.options.block_bytes if str(self.device) == "cpu" else 0
-        for block in _replicate_blocks([*before, *after], budget):
+        for block in _replicate_blocks([*before, *after], self.options, self.device):
             pairs = zip(conserved_quantities([w[block] for w in before]), conserved_quantities([w[block] for w in after]))
             for a, b in pairs:
                 drift[block] = torch.maximum(drift[block], (b - a).to(torch.float64).cpu().flatten(1).norm(dim=-1))

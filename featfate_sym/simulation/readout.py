@@ -192,8 +192,8 @@ def refit_readout(
         feats = data.design @ feature_map
         n, m = data.n_samples, feats.shape[-1]
         gram = feats.transpose(-1, -2) @ feats / n + lam * torch.eye(m, dtype=torch.float64)
-        naives = (feature_map @ torch.linalg.solve(gram, feats.transpose(-1, -2) @ data.labels.unsqueeze(-1) / n))
-        naives = naives.squeeze(-1)
+        w = torch.linalg.solve(gram, feats.transpose(-1, -2) @ data.labels.unsqueeze(-1) / n)
+        naives = (feature_map @ w).squeeze(-1)
     else:
         naives = data.minimiser.clone()
         rest = ~naive_is_least_squares(feature_map, data)

@@ -100,7 +100,7 @@ the excess loss growing above twice its best value plus ``tol`` and the rounding
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -146,10 +146,8 @@ class DescentResult:
         """The results of consecutive blocks of replicates as one."""
         if len(runs) == 1:
             return runs[0]
-        fields = {name: torch.cat([getattr(r, name) for r in runs])
-                  for name in ("steps", "loss", "excess", "step_size", "converged")}
-        drift = None if runs[0].drift is None else torch.cat([r.drift for r in runs])
-        return DescentResult(**fields, drift=drift)
+        return DescentResult(**{f.name: None if getattr(runs[0], f.name) is None
+                                else torch.cat([getattr(r, f.name) for r in runs]) for f in fields(DescentResult)})
 
 
 def matvec(weight: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:

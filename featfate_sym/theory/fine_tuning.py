@@ -73,8 +73,12 @@ def teachers() -> tuple[sp.Matrix, sp.Matrix]:
     return sp.Matrix([1, 0]), sp.Matrix([sp.cos(theta), sp.sin(theta)])
 
 
-def null_space_mean(u: sp.Matrix, v: sp.Matrix, p: sp.Expr) -> sp.Expr:
-    """``E <(I-P) u, (I-P) v> = u^T (I - E P) v`` for fixed ``u, v`` (``(I-P)^2 = I-P``)."""
+def null_space_mean(u: sp.Matrix, v: sp.Matrix, p: sp.Expr, *, simplify: bool = True) -> sp.Expr:
+    """``E <(I-P) u, (I-P) v> = u^T (I - E P) v = (1 - p) u^T v`` for fixed ``u, v``
+    (``(I-P)^2 = I-P``); ``simplify=False`` leaves the quadratic form as it is, for a
+    caller that expands the result at once."""
+    if not simplify:
+        return (1 - p) * (u.T * v)[0, 0]
     # immutable copies, so that the memoised form below is shared by every builder that
     # asks for the same vectors (E|(I-P) beta_t|^2 is needed by most of them)
     return _null_space_mean(sp.ImmutableMatrix(u), sp.ImmutableMatrix(v), p)
@@ -94,23 +98,14 @@ def _normal(expr: sp.Expr) -> sp.Expr:
     return sp.bottom_up(expr, lambda e: getattr(e, "normal", lambda: e)())
 
 
-def null_space_form(u: sp.Matrix, v: sp.Matrix, p: sp.Expr) -> sp.Expr:
-    """``E <(I-P) u, (I-P) v> = (1 - p) u^T v`` with the quadratic form left as it is (not
-    simplified), for a caller that expands the result at once."""
-    return (1 - p) * (u.T * v)[0, 0]
-
-
-def expanded_under_threshold(expr: sp.Expr) -> sp.Expr:
-    """``expr`` on the branch ``gamma < 1``, expanded: for a polynomial in its atoms
-    (``cos theta``, ``sin theta``, the weights, ``gamma``), the normal form that
-    ``sp.expand(under_threshold(expr))`` gives, without the ``simplify`` in between."""
-    return sp.expand(expr.subs(sp.Min(1, gamma), gamma))
-
-
 @memo
-def under_threshold(expr: sp.Expr) -> sp.Expr:
-    """``expr`` on the branch ``gamma < 1``, where ``Min(1, gamma) = gamma``."""
-    return sp.simplify(expr.subs(sp.Min(1, gamma), gamma))
+def under_threshold(expr: sp.Expr, *, expand: bool = False) -> sp.Expr:
+    """``expr`` on the branch ``gamma < 1``, where ``Min(1, gamma) = gamma``, simplified;
+    ``expand=True``: expanded instead (for a polynomial in its atoms, ``cos theta``, ``sin
+    theta``, the weights, ``gamma``, the normal form ``sp.expand`` of the simplified one
+    gives, without the ``simplify`` in between)."""
+    branch = expr.subs(sp.Min(1, gamma), gamma)
+    return sp.expand(branch) if expand else sp.simplify(branch)
 
 
 @memo

@@ -30,8 +30,7 @@ from featfate_sym import parameters
 from featfate_sym.derivation_cache import memo
 from featfate_sym.registry import Derivation, ImplicitRoot, SpecialCase, Exactness, Source, Status, Step, get, register
 from featfate_sym.symbols import L, b, c, d, gamma, gamma_s, lam, n, sigma_s, theta
-from featfate_sym.theory.fine_tuning import (expanded_under_threshold, noise_polynomial, null_space_form,
-                                             null_space_mean, projection_limit, teachers)
+from featfate_sym.theory.fine_tuning import noise_polynomial, null_space_mean, projection_limit, teachers, under_threshold
 from featfate_sym.theory.random_matrix import (
     INVERSE_WISHART_REFERENCE,
     inverse_covariance_mean_coefficient,
@@ -153,8 +152,8 @@ def transferability_finite_source() -> Derivation:
     b_vec = sp.Matrix(sp.symbols("b1 b2", real=True))
     p = projection_limit()
     # T = E|(I-P) beta_t|^2 - E|(I-P)(b - beta_t)|^2 with P independent of b
-    gain = expanded_under_threshold(null_space_mean(beta_t, beta_t, p)
-                                    - null_space_form(b_vec - beta_t, b_vec - beta_t, p))
+    gain = under_threshold(null_space_mean(beta_t, beta_t, p)
+                           - null_space_mean(b_vec - beta_t, b_vec - beta_t, p, simplify=False), expand=True)
     in_moments = sp.factor(sp.trigsimp(gain.subs(b_vec[0] ** 2, _NORM2 - b_vec[1] ** 2)
                            .subs(b_vec[0] * sp.cos(theta), _OVERLAP - b_vec[1] * sp.sin(theta))))
     if in_moments.free_symbols & set(b_vec):
@@ -243,7 +242,7 @@ def transferability_finite_source_exact() -> Derivation:
     # the pretrained null-space part: E|(I-P) b|^2 for b = beta_s_hat, independent of P
     b_vec = sp.Matrix(sp.symbols("b1 b2", real=True))
     p = projection_limit()
-    null_start = expanded_under_threshold(null_space_form(b_vec, b_vec, p))
+    null_start = under_threshold(null_space_mean(b_vec, b_vec, p, simplify=False), expand=True)
     null_start = sp.factor(null_start.subs(b_vec[0] ** 2, _NORM2 - b_vec[1] ** 2))
     if null_start.free_symbols & set(b_vec):
         raise ArithmeticError("E|(I-P) beta_s_hat|^2 does not reduce to |beta_s_hat|^2")
@@ -292,8 +291,9 @@ def transferability_finite_source_exact() -> Derivation:
     bracket = (sp.Min(1, r_expr) / 2, 2 * sp.Max(1, r_expr))
     # T = E|(I-P) beta_t|^2 - E|(I-P)(s b - beta_t)|^2 (row-space terms cancel), gamma < 1
     beta_t = teachers()[1]
-    gain = expanded_under_threshold(null_space_mean(beta_t, beta_t, p)
-                                    - null_space_form(scale * b_vec - beta_t, scale * b_vec - beta_t, p))
+    gain = under_threshold(null_space_mean(beta_t, beta_t, p)
+                           - null_space_mean(scale * b_vec - beta_t, scale * b_vec - beta_t, p, simplify=False),
+                           expand=True)
     in_moments = gain.subs(b_vec[0] ** 2, _NORM2 - b_vec[1] ** 2)
     in_moments = sp.expand(in_moments).subs(b_vec[0] * sp.cos(theta), _OVERLAP - b_vec[1] * sp.sin(theta))
     # sin^2 = 1 - cos^2, the one trigonometric identity left to use (in place of trigsimp)
